@@ -1,0 +1,122 @@
+//! The one WIT adapter: exports the engine through `agentgate:verifier/engine` and implements the
+//! engine's ports (replay, optionally signature verification) with the world's imports. All
+//! conversions between WIT types and domain types happen here and nowhere else.
+
+#[cfg(not(feature = "host-crypto"))]
+wit_bindgen::generate!({ path: "../wit", world: "gate" });
+#[cfg(feature = "host-crypto")]
+wit_bindgen::generate!({ path: "../wit", world: "gate-accelerated" });
+
+use crate::{CheckRequest, Credentials, Engine, EngineConfig, EntityRef, HttpRequest, Outcome, ReplayGuard, SourceText};
+use exports::agentgate::verifier::engine as wit_engine;
+use agentgate::verifier::types as wit;
+
+struct Component;
+
+impl wit_engine::Guest for Component {
+    type Verifier = ComponentVerifier;
+}
+
+/// The exported `verifier` resource: one engine.
+struct ComponentVerifier {
+    engine: Engine,
+}
+
+/// Replay store provided by the host through the `replay` import.
+struct HostReplay;
+
+impl ReplayGuard for HostReplay {
+    fn remember(&self, key: &str, expires_at: u64) -> bool {
+        agentgate::verifier::replay::remember(key, expires_at)
+    }
+}
+
+#[cfg(feature = "host-crypto")]
+struct HostCrypto;
+
+#[cfg(feature = "host-crypto")]
+impl crate::jose::es256::SignatureVerifier for HostCrypto {
+    fn verify(&self, key: &crate::jose::es256::PublicKey, message: &[u8], signature: &crate::jose::es256::Es256Signature) -> bool {
+        agentgate::verifier::crypto::verify_es256(key.sec1(), message, signature.raw())
+    }
+}
+
+fn build_engine(config: EngineConfig) -> Result<Engine, String> {
+    #[cfg(feature = "host-crypto")]
+    return Engine::with_verifier(&config, Box::new(HostReplay), Box::new(HostCrypto));
+    #[cfg(not(feature = "host-crypto"))]
+    return Engine::new(&config, Box::new(HostReplay));
+}
+
+impl wit_engine::GuestVerifier for ComponentVerifier {
+    fn create(config: wit_engine::Config) -> Result<wit_engine::Verifier, String> {
+        let source = |f: wit_engine::SourceFile| SourceText { name: f.name, text: f.text };
+        let config = EngineConfig {
+            policies: config.policies.into_iter().map(source).collect(),
+            schema: source(config.schema),
+            settings_json: config.settings_json,
+            trust_json: config.trust_json,
+            revocations_json: config.revocations_json,
+        };
+        let engine = build_engine(config)?;
+        Ok(wit_engine::Verifier::new(ComponentVerifier { engine }))
+    }
+
+    fn check(&self, request: wit::CheckRequest) -> wit::Decision {
+        let decision = self.engine.check(&from_wit(request));
+        to_wit(decision)
+    }
+
+    fn set_revocations(&self, revocations_json: String) -> Result<u32, String> {
+        let count = self.engine.set_revocations(&revocations_json)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+}
+
+fn from_wit(r: wit::CheckRequest) -> CheckRequest {
+    CheckRequest {
+        credentials: Credentials {
+            authorization: r.credentials.authorization,
+            dpop: r.credentials.dpop,
+            agent_identity: r.credentials.agent_identity,
+        },
+        http: r.http.map(|h| HttpRequest { method: h.method, uri: h.uri }),
+        action: r.action,
+        resource: EntityRef { type_name: r.resource.type_name, id: r.resource.id },
+        context_json: r.context_json,
+        entities_json: r.entities_json,
+        now: r.now,
+    }
+}
+
+fn to_wit(d: crate::Decision) -> wit::Decision {
+    wit::Decision {
+        allowed: d.allowed,
+        outcome: outcome_to_wit(d.outcome),
+        reason: d.reason,
+        determining_policies: d.policies,
+        policy_errors: d.errors,
+        principal: d.principal,
+        on_behalf_of: d.user,
+        chain: d.chain,
+        token_id: d.token_id,
+        key_thumbprint: d.key_thumbprint,
+        dpop_nonce: d.dpop_nonce,
+    }
+}
+
+fn outcome_to_wit(o: Outcome) -> wit::Outcome {
+    match o {
+        Outcome::Allowed => wit::Outcome::Allowed,
+        Outcome::PolicyDenied => wit::Outcome::PolicyDenied,
+        Outcome::InvalidRequest => wit::Outcome::InvalidRequest,
+        Outcome::InvalidToken => wit::Outcome::InvalidToken,
+        Outcome::InvalidDpopProof => wit::Outcome::InvalidDpopProof,
+        Outcome::UseDpopNonce => wit::Outcome::UseDpopNonce,
+        Outcome::Revoked => wit::Outcome::Revoked,
+        Outcome::Replayed => wit::Outcome::Replayed,
+        Outcome::EngineError => wit::Outcome::EngineError,
+    }
+}
+
+export!(Component);

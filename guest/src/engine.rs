@@ -1,0 +1,395 @@
+//! The decision pipeline for one call: credentials → access token → binding and proof → agent
+//! identity → revocation → replay → Cedar. Every failure is a deny with one outcome.
+
+use crate::access_token::{self, TokenCheck, VerifiedAccessToken};
+use crate::authorizer::context::ContextFacts;
+use crate::authorizer::{AuthzCall, Authorizer, BuiltRequest, PolicyAnswer, PrincipalKind, SourceText};
+use crate::decision::{Decision, Denial, Outcome, VerifiedFacts};
+use crate::dpop::{self, ProofCheck, VerifiedProof};
+use crate::identity::{self, VerifiedIdentity};
+use crate::jose::es256::{RustCryptoVerifier, SignatureVerifier};
+use crate::jose::jwk::quote;
+use crate::nonce::NonceIssuer;
+use crate::request::CheckRequest;
+use crate::revocation::{RevocationList, RevocationSubject};
+use crate::settings::{DpopMode, Settings};
+use crate::trust::{TrustConfig, TrustStore};
+use std::sync::{Arc, RwLock};
+
+/// Remembers single-use keys across every instance of a deployment (implemented by hosts).
+pub trait ReplayGuard: Send + Sync {
+    /// True if `key` is new (and is now remembered until `expires_at`), false if seen before.
+    fn remember(&self, key: &str, expires_at: u64) -> bool;
+}
+
+/// Everything an engine is built from; mirrors the WIT `config` record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Cedar policy files.
+    pub policies: Vec<SourceText>,
+    /// Cedar schema.
+    pub schema: SourceText,
+    /// `Settings` as JSON.
+    pub settings_json: String,
+    /// `TrustConfig` as JSON.
+    pub trust_json: String,
+    /// The revocation list as JSON ("" for none).
+    pub revocations_json: String,
+}
+
+/// The configured engine. Create once; `check` many calls, from any thread.
+pub struct Engine {
+    settings: Settings,
+    trust: TrustStore,
+    authorizer: Authorizer,
+    nonces: Option<NonceIssuer>,
+    revocations: RwLock<Arc<RevocationList>>,
+    replay: Box<dyn ReplayGuard>,
+    verifier: Box<dyn SignatureVerifier>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// How the authorization header presented the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+/// A check's trace, for `explain`: what was verified and the Cedar request as built.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// Steps in order, with their results.
+    pub steps: Vec<(String, String)>,
+    /// The Cedar request, when the call got that far.
+    pub request: Option<BuiltRequest>,
+}
+
+impl Engine {
+    /// Builds an engine with RustCrypto signature verification.
+    pub fn new(config: &EngineConfig, replay: Box<dyn ReplayGuard>) -> Result<Self, String> {
+        Engine::with_verifier(config, replay, Box::new(RustCryptoVerifier))
+    }
+
+    /// Builds an engine with a chosen signature verifier (e.g. a host's native library).
+    pub fn with_verifier(config: &EngineConfig, replay: Box<dyn ReplayGuard>, verifier: Box<dyn SignatureVerifier>) -> Result<Self, String> {
+        let settings: Settings = serde_json::from_str(&config.settings_json).map_err(|e| format!("settings: {e}"))?;
+        settings.validate()?;
+        let trust_config: TrustConfig = serde_json::from_str(&config.trust_json).map_err(|e| format!("trust: {e}"))?;
+        let trust = TrustStore::from_config(&trust_config)?;
+        if trust.issuer_names().next().is_none() {
+            return Err("no issuer is configured: no access token could ever be accepted".into());
+        }
+        let nonces = settings.dpop.nonce.as_ref().map(NonceIssuer::new).transpose()?;
+        let authorizer = Authorizer::new(&config.policies, &config.schema)?;
+        let revocations = RevocationList::parse(&config.revocations_json)?;
+        Ok(Engine {
+            settings,
+            trust,
+            authorizer,
+            nonces,
+            revocations: RwLock::new(Arc::new(revocations)),
+            replay,
+            verifier,
+        })
+    }
+
+    /// Replaces the revocation list; on error the previous list stays in force.
+    pub fn set_revocations(&self, json: &str) -> Result<usize, String> {
+        let list = RevocationList::parse(json)?;
+        let count = list.len();
+        let mut slot = self.revocations.write().map_err(|_| "revocation list lock is poisoned".to_owned())?;
+        *slot = Arc::new(list);
+        Ok(count)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The authorizer (policies, schema).
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
+    }
+
+    /// Decides one call.
+    pub fn check(&self, request: &CheckRequest) -> Decision {
+        self.check_traced(request, None)
+    }
+
+    /// Decides one call and records what was checked.
+    pub fn check_traced(&self, request: &CheckRequest, mut trace: Option<&mut Trace>) -> Decision {
+        let mut facts = VerifiedFacts::default();
+        match self.run(request, &mut facts, &mut trace) {
+            Ok(answer) => Decision {
+                allowed: answer.allowed,
+                outcome: if answer.allowed { Outcome::Allowed } else { Outcome::PolicyDenied },
+                reason: answer.reason,
+                policies: answer.policies,
+                errors: answer.errors,
+                ..Decision::from_facts(facts)
+            },
+            Err(denial) => {
+                if let Some(t) = trace.as_deref_mut() {
+                    t.steps.push((denial.outcome.as_str().to_owned(), denial.reason.clone()));
+                }
+                Decision::denied(denial, facts)
+            }
+        }
+    }
+
+    fn run(&self, req: &CheckRequest, facts: &mut VerifiedFacts, trace: &mut Option<&mut Trace>) -> Result<PolicyAnswer, Denial> {
+        let mut step = |name: &str, detail: String| {
+            if let Some(t) = trace.as_deref_mut() {
+                t.steps.push((name.to_owned(), detail));
+            }
+        };
+        let now = resolve_now(req.now)?;
+        self.check_sizes(req)?;
+        let (scheme, token) = parse_authorization(req.credentials.authorization.as_deref())?;
+        step("authorization", format!("{scheme:?} scheme"));
+
+        let check = TokenCheck { settings: &self.settings, trust: &self.trust, now };
+        let at = access_token::verify(token, check, self.verifier.as_ref()).map_err(Denial::token)?;
+        let (principal_kind, principal_id) = match at.chain.current() {
+            Some(actor) => (PrincipalKind::Agent, actor.sub.clone()),
+            None => (PrincipalKind::User, at.subject.clone()),
+        };
+        facts.principal = Some(crate::authorizer::entity_display(principal_kind.type_name(), &principal_id));
+        facts.user = Some(at.subject.clone());
+        facts.chain = at.chain.subjects();
+        facts.token_id = Some(at.jti.clone());
+        step(
+            "access token",
+            format!("valid: issuer `{}`, key `{}`, user `{}`, {} actor(s), expires at {}", at.issuer, at.kid, at.subject, at.chain.depth(), at.expires_at),
+        );
+
+        let proof = self.check_binding(scheme, &at, token, req, now)?;
+        if let Some(p) = &proof {
+            facts.key_thumbprint = Some(p.thumbprint.clone());
+            step("dpop proof", format!("valid: key `{}`, bound to the token", p.thumbprint));
+        } else {
+            step("dpop proof", "none (unbound bearer token)".into());
+        }
+
+        let identity = self.check_identity(req, &at, proof.as_ref(), now)?;
+        match &identity {
+            Some(id) => step("agent identity", format!("valid: `{}` ({:?})", id.spiffe_id.as_str(), id.kind)),
+            None => step("agent identity", "none presented".into()),
+        }
+
+        self.check_revocation(&at, proof.as_ref(), identity.as_ref())?;
+        step("revocation", "not revoked".into());
+
+        if let Some(p) = &proof {
+            let expires = p.issued_at.saturating_add(i64::try_from(self.settings.dpop.max_age_secs).unwrap_or(0)).saturating_add(1);
+            if !self.replay.remember(&dpop::replay_key(p), u64::try_from(expires).unwrap_or(0)) {
+                return Err(Denial::new(Outcome::Replayed, "DPoP proof `jti` was already used"));
+            }
+            step("replay", "proof `jti` is fresh".into());
+        }
+
+        let http = req.http.as_ref();
+        let context = ContextFacts {
+            user: at.subject.clone(),
+            scopes: at.scopes.clone(),
+            chain: facts.chain.clone(),
+            issuer: at.issuer.clone(),
+            token_id: at.jti.clone(),
+            client_id: at.client_id.clone(),
+            age_secs: now.saturating_sub(at.issued_at).max(0),
+            lifetime_secs: at.expires_at.saturating_sub(at.issued_at),
+            expires_in_secs: at.expires_at.saturating_sub(now).max(0),
+            proof_bound: proof.is_some(),
+            method: http.map(|h| h.method.clone()).unwrap_or_default(),
+            uri: http.and_then(|h| dpop::normalize_uri(&h.uri).ok()).unwrap_or_default(),
+            key: proof.as_ref().map(|p| p.thumbprint.clone()).unwrap_or_default(),
+            agent_verified: identity.is_some(),
+            trust_domain: identity.as_ref().map(|i| i.spiffe_id.trust_domain().to_owned()).unwrap_or_default(),
+            agent_id: identity.as_ref().map(|i| i.spiffe_id.as_str().to_owned()).unwrap_or_default(),
+        };
+        let call = AuthzCall {
+            principal_kind,
+            principal_id: &principal_id,
+            action: &req.action,
+            resource: &req.resource,
+            facts: &context,
+            input: req.context_json.as_deref(),
+            entities: req.entities_json.as_deref(),
+        };
+        if let Some(t) = trace.as_deref_mut() {
+            t.request = self.authorizer.build(&call).ok().map(|(_, built)| built);
+        }
+        self.authorizer.authorize(&call)
+    }
+
+    fn check_sizes(&self, req: &CheckRequest) -> Result<(), Denial> {
+        let limits = &self.settings.limits;
+        let over = |what: &str, len: usize, max: usize| Denial::request(format!("`{what}` is {len} bytes, over the limit of {max}"));
+        if let Some(c) = &req.context_json {
+            if c.len() > limits.max_context_bytes {
+                return Err(over("context", c.len(), limits.max_context_bytes));
+            }
+        }
+        if let Some(e) = &req.entities_json {
+            if e.len() > limits.max_entities_bytes {
+                return Err(over("entities", e.len(), limits.max_entities_bytes));
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 9449 §7 binding rules and the configured mode, then the proof itself.
+    fn check_binding(&self, scheme: Scheme, at: &VerifiedAccessToken, token: &str, req: &CheckRequest, now: i64) -> Result<Option<VerifiedProof>, Denial> {
+        let mode = self.settings.dpop.mode;
+        let jkt = match (scheme, at.bound_key.as_deref(), mode) {
+            (Scheme::Dpop, None, _) => {
+                return Err(Denial::token("token is not DPoP-bound (no `cnf.jkt`) but was presented with the `DPoP` scheme"));
+            }
+            (Scheme::Bearer, Some(_), _) => {
+                return Err(Denial::token("DPoP-bound token presented with the `Bearer` scheme (RFC 9449 §7.2)"));
+            }
+            (_, Some(_), DpopMode::Off) => {
+                return Err(Denial::token("DPoP-bound tokens are not accepted here (`dpop.mode` is `off`)"));
+            }
+            (Scheme::Bearer, None, DpopMode::Required) => {
+                return Err(Denial::token("this service requires DPoP-bound tokens (`dpop.mode` is `required`)"));
+            }
+            (Scheme::Bearer, None, _) => return Ok(None),
+            (Scheme::Dpop, Some(jkt), _) => jkt,
+        };
+        let Some(header) = req.credentials.dpop.as_deref() else {
+            return Err(Denial::proof("the token is DPoP-bound, but no DPoP proof was presented"));
+        };
+        let Some(http) = req.http.as_ref() else {
+            return Err(Denial::request("a DPoP proof can only be checked with the request's HTTP method and URI (`http`)"));
+        };
+        let check = ProofCheck {
+            settings: &self.settings,
+            now,
+            method: &http.method,
+            uri: &http.uri,
+            access_token: token,
+            bound_key: jkt,
+            nonces: self.nonces.as_ref(),
+        };
+        dpop::verify(header, check, self.verifier.as_ref()).map(Some)
+    }
+
+    /// The agent identity, verified and bound to the token's actor and the proof key.
+    fn check_identity(&self, req: &CheckRequest, at: &VerifiedAccessToken, proof: Option<&VerifiedProof>, now: i64) -> Result<Option<VerifiedIdentity>, Denial> {
+        let actor = at.chain.current();
+        let Some(token) = req.credentials.agent_identity.as_deref() else {
+            if self.settings.identity.required && actor.is_some() {
+                return Err(Denial::token("this service requires a verified agent identity (`Workload-Identity-Token`)"));
+            }
+            return Ok(None);
+        };
+        let id = identity::verify(token, &self.settings, &self.trust, now, self.verifier.as_ref()).map_err(Denial::token)?;
+        let Some(actor) = actor else {
+            return Err(Denial::token("an agent identity was presented, but the token names no actor (`act`)"));
+        };
+        if id.spiffe_id.as_str() != actor.sub {
+            return Err(Denial::token(format!(
+                "agent identity {} does not match the token's actor {}",
+                quote(id.spiffe_id.as_str()),
+                quote(&actor.sub)
+            )));
+        }
+        if let Some(key) = &id.bound_key {
+            let Some(proof) = proof else {
+                return Err(Denial::token(format!("agent identity is bound to key {}, but the call carries no DPoP proof", quote(key))));
+            };
+            if *key != proof.thumbprint {
+                return Err(Denial::token(format!(
+                    "agent identity key {} does not match the DPoP proof key {}",
+                    quote(key),
+                    quote(&proof.thumbprint)
+                )));
+            }
+        }
+        Ok(Some(id))
+    }
+
+    fn check_revocation(&self, at: &VerifiedAccessToken, proof: Option<&VerifiedProof>, identity: Option<&VerifiedIdentity>) -> Result<(), Denial> {
+        let list = self.revocations.read().map(|l| Arc::clone(&l)).map_err(|_| Denial::new(Outcome::EngineError, "revocation list lock is poisoned"))?;
+        if list.is_empty() {
+            return Ok(());
+        }
+        let mut agents: Vec<&str> = at.chain.actors().iter().map(|a| a.sub.as_str()).collect();
+        let mut keys: Vec<&str> = vec![at.kid.as_str()];
+        if let Some(k) = self.trust.issuer(&at.issuer).and_then(|ks| ks.get(&at.kid)) {
+            keys.push(k.thumbprint.as_str());
+        }
+        if let Some(p) = proof {
+            keys.push(p.thumbprint.as_str());
+        }
+        if let Some(id) = identity {
+            agents.push(id.spiffe_id.as_str());
+            keys.push(id.kid.as_str());
+        }
+        list.check(RevocationSubject { jti: &at.jti, user: &at.subject, agents: &agents, keys: &keys })
+    }
+}
+
+fn resolve_now(now: Option<u64>) -> Result<i64, Denial> {
+    let secs = match now {
+        Some(n) => n,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .map_err(|_| Denial::new(Outcome::EngineError, "the clock is before 1970"))?,
+    };
+    i64::try_from(secs).map_err(|_| Denial::request(format!("`now` {secs} is out of range")))
+}
+
+/// `Authorization: <scheme> <token>` with exactly one space (RFC 9110 §11.4 allows more; a strict
+/// reading leaves no room for parser disagreements between proxy and engine).
+fn parse_authorization(header: Option<&str>) -> Result<(Scheme, &str), Denial> {
+    let header = match header {
+        None => return Err(Denial::token("no access token was presented (`Authorization` header)")),
+        Some(h) if h.trim().is_empty() => return Err(Denial::token("no access token was presented (`Authorization` header is empty)")),
+        Some(h) => h,
+    };
+    if header.contains(',') {
+        return Err(Denial::request("more than one `Authorization` credential was presented"));
+    }
+    let Some((scheme, token)) = header.split_once(' ') else {
+        return Err(Denial::request("malformed `Authorization` header: expected `<scheme> <token>`"));
+    };
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Denial::request("malformed `Authorization` header: expected `<scheme> <token>` separated by one space"));
+    }
+    if scheme.eq_ignore_ascii_case("DPoP") {
+        Ok((Scheme::Dpop, token))
+    } else if scheme.eq_ignore_ascii_case("Bearer") {
+        Ok((Scheme::Bearer, token))
+    } else {
+        Err(Denial::request(format!("unsupported `Authorization` scheme {}; use `DPoP` or `Bearer`", quote(scheme))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_header_forms() {
+        assert_eq!(parse_authorization(Some("Bearer abc")).map(|(s, t)| (s, t.to_owned())), Ok((Scheme::Bearer, "abc".into())));
+        assert_eq!(parse_authorization(Some("dpop abc")).map(|(s, _)| s), Ok(Scheme::Dpop));
+        let outcome = |h: Option<&str>| parse_authorization(h).err().map(|d| d.outcome);
+        assert_eq!(outcome(None), Some(Outcome::InvalidToken));
+        assert_eq!(outcome(Some("")), Some(Outcome::InvalidToken));
+        assert_eq!(outcome(Some("Bearer  abc")), Some(Outcome::InvalidRequest));
+        assert_eq!(outcome(Some("Bearer abc ")), Some(Outcome::InvalidRequest));
+        assert_eq!(outcome(Some("Bearerabc")), Some(Outcome::InvalidRequest));
+        assert_eq!(outcome(Some("Basic abc")), Some(Outcome::InvalidRequest));
+        assert_eq!(outcome(Some("Bearer a, DPoP b")), Some(Outcome::InvalidRequest));
+    }
+}

@@ -1,0 +1,86 @@
+//! Builds the decision component: the `agentgate-engine` crate for `wasm32-wasip2`, once for the
+//! portable `gate` world and once for `gate-accelerated` (ES256 imported from the host). The host
+//! embeds both. The nested cargo uses its own target directory: sharing the outer one would
+//! deadlock on cargo's build lock.
+
+// PANIC SAFETY: a build script reports failure by panicking; every panic here says what to do.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The cargo profile of the component build (see `[profile.wasm]` in the root Cargo.toml).
+const DEFAULT_PROFILE: &str = "wasm";
+
+struct Variant {
+    /// File name under OUT_DIR.
+    file: &'static str,
+    /// The package that builds it.
+    package: &'static str,
+}
+
+// One cargo invocation each: building both packages together would unify the engine's features
+// and give the portable component the accelerated world.
+const VARIANTS: [Variant; 2] = [
+    Variant { file: "agentgate_gate.wasm", package: "agentgate-engine" },
+    Variant { file: "agentgate_gate_accelerated.wasm", package: "agentgate-engine-accelerated" },
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    for path in ["guest/src", "guest/Cargo.toml", "guest/accelerated", "wit", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    }
+    println!("cargo:rerun-if-env-changed=AGENTGATE_GUEST_PROFILE");
+    let profile = env::var("AGENTGATE_GUEST_PROFILE").unwrap_or_else(|_| DEFAULT_PROFILE.to_owned());
+    let target_dir = guest_target_dir(&out_dir);
+
+    for variant in &VARIANTS {
+        let wasm = build_variant(&root, &target_dir, &profile, variant);
+        std::fs::copy(&wasm, out_dir.join(variant.file))
+            .unwrap_or_else(|e| panic!("copying {} to OUT_DIR failed: {e}", wasm.display()));
+    }
+}
+
+/// `<target dir>/agentgate-guest`, shared by every host profile so the guest builds once.
+/// OUT_DIR is `<target dir>/<profile>/build/agentgate-<hash>/out`.
+fn guest_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .nth(4)
+        .map(|target| target.join("agentgate-guest"))
+        .unwrap_or_else(|| out_dir.join("agentgate-guest"))
+}
+
+fn build_variant(root: &Path, target_dir: &Path, profile: &str, variant: &Variant) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["rustc", "--package", variant.package, "--lib", "--crate-type", "cdylib", "--target", "wasm32-wasip2", "--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir);
+    // The outer build's flags and target are for the host, not for the component.
+    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_RUSTFLAGS"] {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().unwrap_or_else(|e| panic!("could not run cargo to build the component: {e}"));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        let hint = if stderr.contains("wasm32-wasip2") && (stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") || stderr.contains("can't find crate for `std`")) {
+            "\n\nthe wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
+        } else {
+            ""
+        };
+        panic!("building the agentgate component failed:\n{}{hint}", tail.join("\n"));
+    }
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let wasm = target_dir.join("wasm32-wasip2").join(dir).join(format!("{}.wasm", variant.package.replace('-', "_")));
+    if !wasm.exists() {
+        panic!("the component build succeeded but {} is missing", wasm.display());
+    }
+    wasm
+}

@@ -1,0 +1,274 @@
+//! The wasmtime runtime for the decision component: one `Engine` and `InstancePre` per process,
+//! a `Store` per verifier with a memory limit and an epoch deadline per call, so a runaway call is
+//! a deny rather than a hang.
+
+pub mod bindings;
+pub mod cache;
+
+use crate::config::{CryptoPlacement, RuntimeSection};
+use agentgate_engine::{CheckRequest, Decision, EngineConfig, ReplayGuard};
+use anyhow::Context as _;
+use bindings::{Gate, GatePre, HostState};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::WasiCtx;
+
+/// The portable component (`gate` world): ES256 runs inside it.
+pub const PORTABLE_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gate.wasm"));
+/// The `gate-accelerated` component: ES256 is imported from the host.
+pub const ACCELERATED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gate_accelerated.wasm"));
+
+/// How often the epoch advances; call budgets are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// How to run the component.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where ES256 runs.
+    pub crypto: CryptoPlacement,
+    /// Run this component file instead of the embedded one (e.g. a bundle).
+    pub component_file: Option<PathBuf>,
+    /// Budget of one `check`.
+    pub call_timeout: Duration,
+    /// Budget of building a verifier.
+    pub create_timeout: Duration,
+    /// Linear memory limit per instance.
+    pub memory_limit_bytes: usize,
+    /// Directory for compiled artifacts; `None` compiles in memory every start.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RuntimeOptions {
+    /// Options from the `[runtime]` section of a config.
+    pub fn from_section(section: &RuntimeSection) -> Self {
+        RuntimeOptions {
+            crypto: section.crypto,
+            component_file: None,
+            call_timeout: Duration::from_millis(section.call_timeout_ms.max(1)),
+            create_timeout: Duration::from_millis(section.create_timeout_ms.max(1)),
+            memory_limit_bytes: usize::try_from(section.memory_limit_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+            cache_dir: cache::default_dir(),
+        }
+    }
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions::from_section(&RuntimeSection::default())
+    }
+}
+
+/// Why a verifier could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// The component rejected the configuration; the message names the file and line.
+    #[error("{0}")]
+    Config(String),
+    /// The runtime failed (trap, budget, instantiation).
+    #[error("the decision component failed: {0:#}")]
+    Runtime(anyhow::Error),
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    pre: GatePre<HostState>,
+    options: RuntimeOptions,
+    replay: Arc<dyn ReplayGuard>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The loaded, linked component. Cheap to clone; create verifiers from it.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("options", &self.inner.options).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Compiles (or loads the cached compilation of) the component and links its imports.
+    pub fn new(options: RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> anyhow::Result<Self> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let bytes: std::borrow::Cow<'static, [u8]> = match (&options.component_file, options.crypto) {
+            (Some(path), _) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?.into(),
+            (None, CryptoPlacement::Guest) => PORTABLE_COMPONENT.into(),
+            (None, CryptoPlacement::Host) => ACCELERATED_COMPONENT.into(),
+        };
+        let component = cache::load(&engine, &bytes, options.cache_dir.as_deref())?;
+        Runtime::from_component(engine, &component, options, replay)
+    }
+
+    fn from_component(engine: Engine, component: &Component, options: RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> anyhow::Result<Self> {
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        bindings::add_to_linker(&mut linker)?;
+        let pre = GatePre::new(linker.instantiate_pre(component)?)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        start_epoch_ticker(engine.clone(), Arc::clone(&ticker_stop));
+        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, pre, options, replay, ticker_stop }) })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.inner.options
+    }
+
+    /// A new instance with a verifier built from `config`.
+    pub fn verifier(&self, config: &EngineConfig) -> Result<ComponentVerifier, VerifierError> {
+        let wit_config = Arc::new(bindings::config_to_wit(config));
+        let live = Live::create(&self.inner, &wit_config)?;
+        Ok(ComponentVerifier { runtime: Arc::clone(&self.inner), config: wit_config, live: Some(live), revocations: None })
+    }
+}
+
+fn start_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("agentgate-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!("could not start the epoch ticker, calls have no time budget: {e}"));
+}
+
+fn ticks(budget: Duration) -> u64 {
+    u64::try_from(budget.as_micros() / EPOCH_TICK.as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+/// One instance and its verifier resource.
+struct Live {
+    store: Store<HostState>,
+    bindings: Gate,
+    verifier: ResourceAny,
+}
+
+impl Live {
+    fn create(rt: &RuntimeInner, config: &bindings::WitConfig) -> Result<Live, VerifierError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(rt.options.memory_limit_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState { wasi: WasiCtx::builder().build(), table: Default::default(), limits, replay: Arc::clone(&rt.replay) };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(rt.options.create_timeout));
+        let bindings = rt.pre.instantiate(&mut store).map_err(|e| VerifierError::Runtime(explain_trap(e, rt.options.create_timeout)))?;
+        let created = bindings
+            .agentgate_verifier_engine()
+            .verifier()
+            .call_create(&mut store, config)
+            .map_err(|e| VerifierError::Runtime(explain_trap(e, rt.options.create_timeout)))?;
+        let verifier = created.map_err(VerifierError::Config)?;
+        Ok(Live { store, bindings, verifier })
+    }
+}
+
+/// A verifier living in its own component instance. After a trap the instance is discarded and the
+/// next call builds a fresh one.
+pub struct ComponentVerifier {
+    runtime: Arc<RuntimeInner>,
+    config: Arc<bindings::WitConfig>,
+    live: Option<Live>,
+    /// The revocation list last set, re-applied to a fresh instance.
+    revocations: Option<String>,
+}
+
+impl std::fmt::Debug for ComponentVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentVerifier").field("live", &self.live.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl ComponentVerifier {
+    /// Decides one call. Traps and exhausted budgets become `engine_error` denials.
+    pub fn check(&mut self, request: &CheckRequest) -> Decision {
+        let timeout = self.runtime.options.call_timeout;
+        let live = match self.live_instance() {
+            Ok(live) => live,
+            Err(e) => return Decision::engine_error(format!("the decision component could not be restarted: {e}")),
+        };
+        live.store.set_epoch_deadline(ticks(timeout));
+        let wit_request = bindings::request_to_wit(request);
+        let result = live.bindings.agentgate_verifier_engine().verifier().call_check(&mut live.store, live.verifier, &wit_request);
+        match result {
+            Ok(decision) => bindings::decision_from_wit(decision),
+            Err(e) => {
+                // The instance may be in any state after a trap: never reuse it.
+                self.live = None;
+                Decision::engine_error(format!("{:#}", explain_trap(e, timeout)))
+            }
+        }
+    }
+
+    /// Replaces the revocation list inside the instance.
+    pub fn set_revocations(&mut self, json: &str) -> Result<u32, String> {
+        let timeout = self.runtime.options.call_timeout;
+        let live = self.live_instance().map_err(|e| e.to_string())?;
+        live.store.set_epoch_deadline(ticks(timeout));
+        let result = live.bindings.agentgate_verifier_engine().verifier().call_set_revocations(&mut live.store, live.verifier, json);
+        match result {
+            Ok(Ok(count)) => {
+                self.revocations = Some(json.to_owned());
+                Ok(count)
+            }
+            Ok(Err(message)) => Err(message),
+            Err(e) => {
+                self.live = None;
+                Err(format!("{:#}", explain_trap(e, timeout)))
+            }
+        }
+    }
+
+    fn live_instance(&mut self) -> Result<&mut Live, VerifierError> {
+        if self.live.is_none() {
+            let mut live = Live::create(&self.runtime, &self.config)?;
+            if let Some(json) = &self.revocations {
+                let applied = live.bindings.agentgate_verifier_engine().verifier().call_set_revocations(&mut live.store, live.verifier, json);
+                match applied {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(m)) => return Err(VerifierError::Config(m)),
+                    Err(e) => return Err(VerifierError::Runtime(e.into())),
+                }
+            }
+            self.live = Some(live);
+        }
+        self.live.as_mut().ok_or_else(|| VerifierError::Runtime(anyhow::anyhow!("no instance")))
+    }
+}
+
+/// Names the budget that ran out; other traps keep wasmtime's message.
+fn explain_trap(e: wasmtime::Error, budget: Duration) -> anyhow::Error {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => anyhow::anyhow!("the decision component exceeded its time budget of {} ms", budget.as_millis()),
+        _ if format!("{e:#}").contains("forcing a memory growth failure") => {
+            anyhow::anyhow!("the decision component exceeded its memory limit")
+        }
+        _ => anyhow::Error::from(e).context("the decision component trapped"),
+    }
+}

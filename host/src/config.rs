@@ -1,0 +1,240 @@
+//! `agentgate.toml`: what the operator writes. Paths are relative to the file. Loading reads every
+//! file it names and produces the engine configuration that crosses into the component.
+
+use agentgate_engine::settings::{DpopMode, DpopSettings, IdentitySettings, Limits, NonceSettings};
+use agentgate_engine::trust::{IssuerSource, TrustConfig, TrustDomainSource};
+use agentgate_engine::{EngineConfig, Settings, SourceText};
+use serde::Deserialize;
+use std::path::{Component, Path, PathBuf};
+
+/// The schema file every policy directory must contain.
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn at(path: &Path, e: impl std::fmt::Display) -> Self {
+        ConfigError(format!("{}: {e}", path.display()))
+    }
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Audiences that identify this service.
+    pub audiences: Vec<String>,
+    /// Directory with `*.cedar` files and `schema.cedarschema`.
+    pub policies: PathBuf,
+    /// Revocation list (JSON), reloaded when it changes.
+    #[serde(default)]
+    pub revocations: Option<PathBuf>,
+    /// Trusted authorization servers.
+    #[serde(default)]
+    pub issuers: Vec<IssuerEntry>,
+    /// Trusted agent trust domains.
+    #[serde(default)]
+    pub trust_domains: Vec<TrustDomainEntry>,
+    /// Time and size limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Proof-of-possession settings.
+    #[serde(default)]
+    pub dpop: DpopEntry,
+    /// Agent identity settings.
+    #[serde(default)]
+    pub identity: IdentitySettings,
+    /// Sandbox limits for the component.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+/// `[[issuers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerEntry {
+    /// The exact `iss`.
+    pub issuer: String,
+    /// JWKS file.
+    pub jwks: PathBuf,
+}
+
+/// `[[trust_domains]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustDomainEntry {
+    /// Trust domain name.
+    pub trust_domain: String,
+    /// SPIFFE bundle file.
+    pub bundle: PathBuf,
+}
+
+/// `[dpop]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpopEntry {
+    /// `required`, `when-bound` or `off`.
+    #[serde(default)]
+    pub mode: DpopMode,
+    /// Oldest accepted proof, seconds.
+    #[serde(default = "default_max_age")]
+    pub max_age_secs: u64,
+    /// Furthest-future accepted proof, seconds.
+    #[serde(default = "default_max_future")]
+    pub max_future_secs: u64,
+    /// Server nonces.
+    #[serde(default)]
+    pub nonce: Option<NonceEntry>,
+}
+
+fn default_max_age() -> u64 {
+    DpopSettings::default().max_age_secs
+}
+fn default_max_future() -> u64 {
+    DpopSettings::default().max_future_secs
+}
+
+impl Default for DpopEntry {
+    fn default() -> Self {
+        let d = DpopSettings::default();
+        DpopEntry { mode: d.mode, max_age_secs: d.max_age_secs, max_future_secs: d.max_future_secs, nonce: None }
+    }
+}
+
+/// `[dpop.nonce]`: the HMAC secret lives in its own file, never in the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NonceEntry {
+    /// File holding the secret (at least 32 bytes).
+    pub secret_file: PathBuf,
+    /// Nonce period in seconds.
+    #[serde(default = "default_step")]
+    pub step_secs: u64,
+}
+
+fn default_step() -> u64 {
+    60
+}
+
+/// `[runtime]`: the sandbox around each call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Wall-clock budget of one `check`, in milliseconds (epoch interruption).
+    pub call_timeout_ms: u64,
+    /// Budget for building a verifier (parsing policies and keys), in milliseconds.
+    pub create_timeout_ms: u64,
+    /// Linear memory limit of one instance, in MiB.
+    pub memory_limit_mib: u64,
+    /// Where ES256 runs: `guest` (inside the component) or `host` (native, via the crypto import).
+    pub crypto: CryptoPlacement,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection { call_timeout_ms: 250, create_timeout_ms: 30_000, memory_limit_mib: 256, crypto: CryptoPlacement::Guest }
+    }
+}
+
+/// Where signature verification runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CryptoPlacement {
+    /// RustCrypto `p256` inside the component (the portable `gate` world).
+    #[default]
+    Guest,
+    /// The host's aws-lc through the `crypto` import (the `gate-accelerated` world).
+    Host,
+}
+
+/// A loaded configuration: the file plus everything it names, read.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The config file.
+    pub path: PathBuf,
+    /// The file's contents, parsed.
+    pub file: ConfigFile,
+    /// What crosses into the component.
+    pub engine: EngineConfig,
+    /// The revocation file, if any.
+    pub revocations_path: Option<PathBuf>,
+    /// Every file the configuration was read from (for reloads).
+    pub sources: Vec<PathBuf>,
+}
+
+/// Reads `path` and every file it names.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::at(path, e))?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::at(path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut sources = vec![path.to_path_buf()];
+    // `full` is already resolved against the config's directory.
+    let mut read = |full: PathBuf| -> Result<(PathBuf, String), ConfigError> {
+        let text = std::fs::read_to_string(&full).map_err(|e| ConfigError::at(&full, e))?;
+        sources.push(full.clone());
+        Ok((full, text))
+    };
+
+    let policy_dir = join(dir, &file.policies);
+    let mut policy_paths: Vec<PathBuf> = std::fs::read_dir(&policy_dir)
+        .map_err(|e| ConfigError::at(&policy_dir, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "cedar"))
+        .collect();
+    policy_paths.sort();
+    if policy_paths.is_empty() {
+        return Err(ConfigError(format!("{}: no `*.cedar` policy files", policy_dir.display())));
+    }
+    let mut policies = Vec::new();
+    for p in &policy_paths {
+        let (full, text) = read(p.clone())?;
+        policies.push(SourceText { name: full.display().to_string(), text });
+    }
+    let (schema_path, schema_text) = read(policy_dir.join(SCHEMA_FILE))?;
+    let schema = SourceText { name: schema_path.display().to_string(), text: schema_text };
+
+    let mut trust = TrustConfig::default();
+    for issuer in &file.issuers {
+        let (full, jwks) = read(join(dir, &issuer.jwks))?;
+        trust.issuers.push(IssuerSource { issuer: issuer.issuer.clone(), jwks, source: full.display().to_string() });
+    }
+    for td in &file.trust_domains {
+        let (full, bundle) = read(join(dir, &td.bundle))?;
+        trust.trust_domains.push(TrustDomainSource { trust_domain: td.trust_domain.clone(), bundle, source: full.display().to_string() });
+    }
+    let nonce = match &file.dpop.nonce {
+        None => None,
+        Some(n) => {
+            let (_, secret) = read(join(dir, &n.secret_file))?;
+            Some(NonceSettings { secret: secret.trim_end().to_owned(), step_secs: n.step_secs })
+        }
+    };
+    let settings = Settings {
+        audiences: file.audiences.clone(),
+        limits: file.limits.clone(),
+        dpop: DpopSettings { mode: file.dpop.mode, max_age_secs: file.dpop.max_age_secs, max_future_secs: file.dpop.max_future_secs, nonce },
+        identity: file.identity.clone(),
+    };
+    settings.validate().map_err(|e| ConfigError::at(path, e))?;
+    let revocations_path = file.revocations.as_ref().map(|r| join(dir, r));
+    let revocations_json = match &revocations_path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::at(p, e))?,
+        None => String::new(),
+    };
+    let engine = EngineConfig {
+        policies,
+        schema,
+        settings_json: serde_json::to_string(&settings).map_err(|e| ConfigError(e.to_string()))?,
+        trust_json: serde_json::to_string(&trust).map_err(|e| ConfigError(e.to_string()))?,
+        revocations_json,
+    };
+    Ok(LoadedConfig { path: path.to_path_buf(), file, engine, revocations_path, sources })
+}
+
+/// `dir/rel` without `.` components, so diagnostics show clean paths.
+fn join(dir: &Path, rel: &Path) -> PathBuf {
+    dir.join(rel).components().filter(|c| !matches!(c, Component::CurDir)).collect()
+}

@@ -1,0 +1,32 @@
+//! agentgate's host: runs the decision component under wasmtime, reads configuration, and offers
+//! the CLI and HTTP service. The engine itself lives in the component (`agentgate-engine`).
+
+pub mod component;
+pub mod config;
+pub mod mint;
+pub mod native_crypto;
+pub mod replay;
+pub mod scenario;
+pub mod wire;
+
+pub use agentgate_engine::{CheckRequest, Decision, Engine, EngineConfig, Outcome};
+pub use component::{ComponentVerifier, Runtime, RuntimeOptions, VerifierError};
+
+/// Anything that decides calls: the component under wasmtime or the native engine. Tests and
+/// benches run the same requests through each.
+pub trait Decide {
+    /// Decides one call.
+    fn decide(&mut self, request: &CheckRequest) -> Decision;
+}
+
+impl Decide for ComponentVerifier {
+    fn decide(&mut self, request: &CheckRequest) -> Decision {
+        self.check(request)
+    }
+}
+
+impl Decide for Engine {
+    fn decide(&mut self, request: &CheckRequest) -> Decision {
+        self.check(request)
+    }
+}
