@@ -357,14 +357,21 @@ fn parse_authorization(header: Option<&str>) -> Result<(Scheme, &str), Denial> {
         Some(h) if h.trim().is_empty() => return Err(Denial::token("no access token was presented (`Authorization` header is empty)")),
         Some(h) => h,
     };
-    if header.contains(',') {
-        return Err(Denial::request("more than one `Authorization` credential was presented"));
-    }
     let Some((scheme, token)) = header.split_once(' ') else {
         return Err(Denial::request("malformed `Authorization` header: expected `<scheme> <token>`"));
     };
-    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if token.is_empty() || token.starts_with(' ') {
         return Err(Denial::request("malformed `Authorization` header: expected `<scheme> <token>` separated by one space"));
+    }
+    if let Some(c) = first_non_token68(token) {
+        // Proxies fold repeated headers into one with commas.
+        if c == ',' {
+            return Err(Denial::request("more than one `Authorization` credential was presented"));
+        }
+        return Err(Denial::request(format!(
+            "malformed `Authorization` header: the credential has the character `{}`, which a token68 value cannot contain",
+            c.escape_default()
+        )));
     }
     if scheme.eq_ignore_ascii_case("DPoP") {
         Ok((Scheme::Dpop, token))
@@ -373,6 +380,17 @@ fn parse_authorization(header: Option<&str>) -> Result<(Scheme, &str), Denial> {
     } else {
         Err(Denial::request(format!("unsupported `Authorization` scheme {}; use `DPoP` or `Bearer`", quote(scheme))))
     }
+}
+
+/// The first character that makes `token` not a token68 (RFC 9110 §11.2):
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn first_non_token68(token: &str) -> Option<char> {
+    let body = token.trim_end_matches('=');
+    let body_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '+' | '/');
+    if body.is_empty() {
+        return token.chars().next();
+    }
+    body.chars().find(|c| !body_char(*c))
 }
 
 #[cfg(test)]
@@ -391,5 +409,8 @@ mod tests {
         assert_eq!(outcome(Some("Bearerabc")), Some(Outcome::InvalidRequest));
         assert_eq!(outcome(Some("Basic abc")), Some(Outcome::InvalidRequest));
         assert_eq!(outcome(Some("Bearer a, DPoP b")), Some(Outcome::InvalidRequest));
+        assert_eq!(outcome(Some("Bearer {\"a\":1}")), Some(Outcome::InvalidRequest));
+        assert_eq!(parse_authorization(Some("Bearer abc==")).map(|(_, t)| t.to_owned()), Ok("abc==".into()));
+        assert_eq!(outcome(Some("Bearer ==")), Some(Outcome::InvalidRequest));
     }
 }

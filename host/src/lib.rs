@@ -17,16 +17,24 @@ pub use component::{ComponentVerifier, Runtime, RuntimeOptions, VerifierError};
 pub trait Decide {
     /// Decides one call.
     fn decide(&mut self, request: &CheckRequest) -> Decision;
+    /// Replaces the revocation list; returns the number of entries in force.
+    fn set_revocations(&mut self, json: &str) -> Result<usize, String>;
 }
 
 impl Decide for ComponentVerifier {
     fn decide(&mut self, request: &CheckRequest) -> Decision {
         self.check(request)
     }
+    fn set_revocations(&mut self, json: &str) -> Result<usize, String> {
+        ComponentVerifier::set_revocations(self, json).map(|n| n as usize)
+    }
 }
 
 impl Decide for Engine {
     fn decide(&mut self, request: &CheckRequest) -> Decision {
         self.check(request)
+    }
+    fn set_revocations(&mut self, json: &str) -> Result<usize, String> {
+        Engine::set_revocations(self, json)
     }
 }

@@ -37,6 +37,17 @@ impl KeyPair {
         }
     }
 
+    /// A deterministic key from 32 secret bytes (test vectors); fails for the rare non-scalar.
+    pub fn from_secret_bytes(kid: impl Into<String>, secret: &[u8; 32]) -> anyhow::Result<Self> {
+        let key = SigningKey::from_slice(secret).map_err(|_| anyhow::anyhow!("not a P-256 scalar"))?;
+        Ok(KeyPair { kid: kid.into(), key })
+    }
+
+    /// The RustCrypto signing key (for tests that need raw signatures).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// A key from a private JWK (`kty` `EC`, `crv` `P-256`, `d`, `x`, `y`, optional `kid`).
     pub fn from_jwk(text: &str) -> anyhow::Result<Self> {
         let jwk: Value = serde_json::from_str(text).context("private JWK is not JSON")?;
@@ -200,7 +211,10 @@ impl AccessTokenSpec {
         let mut c = Map::new();
         c.insert("iss".into(), json!(self.issuer));
         c.insert("sub".into(), json!(self.subject));
-        c.insert("aud".into(), if self.audience.len() == 1 { json!(self.audience[0]) } else { json!(self.audience) });
+        c.insert("aud".into(), match self.audience.as_slice() {
+            [one] => json!(one),
+            many => json!(many),
+        });
         c.insert("client_id".into(), json!(self.client_id));
         c.insert("iat".into(), json!(self.issued_at));
         c.insert("exp".into(), json!(self.issued_at + self.lifetime_secs));

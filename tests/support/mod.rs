@@ -1,0 +1,204 @@
+//! Shared test support: the vector file model and runners for every host.
+
+// PANIC SAFETY: test support; a failed expectation is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, dead_code)]
+
+use agentgate::config::{self, LoadedConfig};
+use agentgate::replay::InMemoryReplayStore;
+use agentgate::wire::RequestJson;
+use agentgate::{Decide, Decision, Engine, Runtime, RuntimeOptions};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The repository root (the root package's manifest directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One vector file: a configuration and a sequence of calls with their expected decisions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vector {
+    /// What the vector shows.
+    pub intent: String,
+    /// Config file, relative to the repository root.
+    pub config: String,
+    /// Revocation list set before the steps, when the vector needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocations: Option<Value>,
+    /// Calls, in order (later steps see earlier ones, e.g. replays).
+    pub steps: Vec<Step>,
+}
+
+/// One call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// The request (its `now` pins the clock).
+    pub request: RequestJson,
+    /// What every host must answer.
+    pub expect: Expect,
+}
+
+/// The expected decision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// Outcome name.
+    pub outcome: String,
+    /// A phrase the reason must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_contains: Option<String>,
+    /// Determining policies, exactly (sorted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
+    /// Whether the decision carries a fresh DPoP nonce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_nonce: Option<bool>,
+}
+
+/// Every vector file, sorted by name.
+pub fn vector_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/vectors"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Reads a vector.
+pub fn read_vector(path: &Path) -> Vector {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Loads a config named relative to the repository root.
+pub fn load_config(rel: &str) -> LoadedConfig {
+    config::load(&root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// A process-wide runtime for the portable component (compiled once per test binary).
+pub fn runtime(crypto: agentgate::config::CryptoPlacement) -> Runtime {
+    use std::sync::OnceLock;
+    static GUEST: OnceLock<Runtime> = OnceLock::new();
+    static HOST: OnceLock<Runtime> = OnceLock::new();
+    let cell = match crypto {
+        agentgate::config::CryptoPlacement::Guest => &GUEST,
+        agentgate::config::CryptoPlacement::Host => &HOST,
+    };
+    cell.get_or_init(|| {
+        let options = RuntimeOptions { crypto, ..RuntimeOptions::default() };
+        Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap()
+    })
+    .clone()
+}
+
+/// The hosts every vector runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The engine compiled natively.
+    Native,
+    /// The portable component under wasmtime.
+    Component,
+    /// The accelerated component under wasmtime (ES256 through the host import).
+    ComponentHostCrypto,
+}
+
+pub const HOSTS: [Host; 3] = [Host::Native, Host::Component, Host::ComponentHostCrypto];
+
+/// A fresh decider for `config` on `host`, with its own replay store.
+pub fn decider(host: Host, config: &LoadedConfig) -> Box<dyn Decide> {
+    match host {
+        Host::Native => Box::new(Engine::new(&config.engine, Box::new(InMemoryReplayStore::default())).unwrap()),
+        Host::Component | Host::ComponentHostCrypto => {
+            let crypto = if host == Host::Component {
+                agentgate::config::CryptoPlacement::Guest
+            } else {
+                agentgate::config::CryptoPlacement::Host
+            };
+            // A runtime per decider keeps replay stores apart between vectors.
+            let options = RuntimeOptions { crypto, ..RuntimeOptions::default() };
+            let rt = Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap();
+            Box::new(rt.verifier(&config.engine).unwrap_or_else(|e| panic!("{}: {e}", config.path.display())))
+        }
+    }
+}
+
+/// Runs a vector on a host; returns every decision.
+pub fn run_vector(vector: &Vector, host: Host) -> Vec<Decision> {
+    let config = load_config(&vector.config);
+    let mut d = decider(host, &config);
+    if let Some(revocations) = &vector.revocations {
+        d.set_revocations(&revocations.to_string()).unwrap();
+    }
+    vector.steps.iter().map(|s| d.decide(&s.request.to_check_request(None))).collect()
+}
+
+/// Checks a decision against an expectation; returns the mismatch, if any.
+pub fn mismatch(expect: &Expect, d: &Decision) -> Option<String> {
+    let decision = if d.allowed { "allow" } else { "deny" };
+    let mut problems = Vec::new();
+    if expect.decision != decision {
+        problems.push(format!("decision `{decision}`, expected `{}`", expect.decision));
+    }
+    if expect.outcome != d.outcome.as_str() {
+        problems.push(format!("outcome `{}`, expected `{}`", d.outcome, expect.outcome));
+    }
+    if let Some(phrase) = &expect.reason_contains {
+        if !d.reason.contains(phrase.as_str()) {
+            problems.push(format!("reason `{}` lacks `{phrase}`", d.reason));
+        }
+    }
+    if let Some(policies) = &expect.policies {
+        let mut got = d.policies.clone();
+        got.sort();
+        if &got != policies {
+            problems.push(format!("policies {got:?}, expected {policies:?}"));
+        }
+    }
+    if let Some(nonce) = expect.dpop_nonce {
+        if d.dpop_nonce.is_some() != nonce {
+            problems.push(format!("dpop_nonce {:?}, expected present={nonce}", d.dpop_nonce));
+        }
+    }
+    (!problems.is_empty()).then(|| format!("{} (reason: {})", problems.join("; "), d.reason))
+}
+
+/// A throw-away deployment: the mail demo's schema and policies with other trust material.
+pub struct TempDeployment {
+    pub dir: tempfile::TempDir,
+    pub config: LoadedConfig,
+}
+
+/// Writes a config using the mail demo's policies, the given issuer JWKS and trust bundle, and
+/// extra TOML appended (e.g. `[dpop]` settings).
+pub fn mail_deployment(issuer: &str, jwks: &Value, bundle: Option<&Value>, extra_toml: &str) -> TempDeployment {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    for entry in std::fs::read_dir(root().join("policies/mail")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        if path.extension().is_some_and(|e| e == "cedar" || e == "cedarschema") {
+            std::fs::copy(&path, policies.join(name)).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("issuer.jwks.json"), jwks.to_string()).unwrap();
+    let mut toml = format!(
+        "audiences = [\"https://mail.example.com\"]\npolicies = \"policies\"\n\n[[issuers]]\nissuer = \"{issuer}\"\njwks = \"issuer.jwks.json\"\n"
+    );
+    if let Some(bundle) = bundle {
+        std::fs::write(dir.path().join("bundle.json"), bundle.to_string()).unwrap();
+        toml.push_str("\n[[trust_domains]]\ntrust_domain = \"agents.example\"\nbundle = \"bundle.json\"\n");
+    }
+    toml.push_str(extra_toml);
+    let path = dir.path().join("agentgate.toml");
+    std::fs::write(&path, toml).unwrap();
+    let config = config::load(&path).unwrap();
+    TempDeployment { dir, config }
+}
