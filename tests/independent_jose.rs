@@ -119,6 +119,7 @@ fn independently_minted_credentials_are_allowed_and_policy_still_decides() {
         ISSUER,
         &json!({"keys": [issuer.public_jwk]}),
         Some(&json!({"keys": [bundle_key]})),
+        "",
         "\n[dpop]\nmode = \"required\"\n",
     );
     for host in HOSTS {

@@ -3,9 +3,11 @@
 
 pub mod component;
 pub mod config;
+pub mod gate;
 pub mod mint;
 pub mod native_crypto;
 pub mod replay;
+pub mod revocations;
 pub mod scenario;
 pub mod wire;
 

@@ -175,9 +175,9 @@ pub struct TempDeployment {
     pub config: LoadedConfig,
 }
 
-/// Writes a config using the mail demo's policies, the given issuer JWKS and trust bundle, and
-/// extra TOML appended (e.g. `[dpop]` settings).
-pub fn mail_deployment(issuer: &str, jwks: &Value, bundle: Option<&Value>, extra_toml: &str) -> TempDeployment {
+/// Writes a config using the mail demo's policies, the given issuer JWKS and trust bundle, extra
+/// top-level keys (`top_toml`, e.g. `revocations = "…"`) and extra tables (`tables_toml`).
+pub fn mail_deployment(issuer: &str, jwks: &Value, bundle: Option<&Value>, top_toml: &str, tables_toml: &str) -> TempDeployment {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -189,14 +189,15 @@ pub fn mail_deployment(issuer: &str, jwks: &Value, bundle: Option<&Value>, extra
         }
     }
     std::fs::write(dir.path().join("issuer.jwks.json"), jwks.to_string()).unwrap();
+    std::fs::write(dir.path().join("revoked.json"), "{}").unwrap();
     let mut toml = format!(
-        "audiences = [\"https://mail.example.com\"]\npolicies = \"policies\"\n\n[[issuers]]\nissuer = \"{issuer}\"\njwks = \"issuer.jwks.json\"\n"
+        "audiences = [\"https://mail.example.com\"]\npolicies = \"policies\"\n{top_toml}\n\n[[issuers]]\nissuer = \"{issuer}\"\njwks = \"issuer.jwks.json\"\n"
     );
     if let Some(bundle) = bundle {
         std::fs::write(dir.path().join("bundle.json"), bundle.to_string()).unwrap();
         toml.push_str("\n[[trust_domains]]\ntrust_domain = \"agents.example\"\nbundle = \"bundle.json\"\n");
     }
-    toml.push_str(extra_toml);
+    toml.push_str(tables_toml);
     let path = dir.path().join("agentgate.toml");
     std::fs::write(&path, toml).unwrap();
     let config = config::load(&path).unwrap();
