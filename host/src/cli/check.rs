@@ -11,9 +11,10 @@ use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Decide one request and print the decision as JSON.
+/// Decide requests and print each decision as JSON.
 ///
-/// Exit status: 0 allowed, 1 denied, 2 unusable configuration or malformed request.
+/// Several requests are decided in order by one verifier, so a proof used twice shows as a replay.
+/// Exit status: 0 all allowed, 1 any denied, 2 unusable configuration or malformed request.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Configuration file (default: the demo config in `policies/mail/`).
@@ -25,25 +26,29 @@ pub struct CheckArgs {
     /// Run the native engine instead of the WebAssembly component (for comparison).
     #[arg(long)]
     native: bool,
-    /// Request JSON file, or `-` for standard input.
-    request: PathBuf,
+    /// Request JSON files, or `-` for standard input.
+    #[arg(required = true)]
+    requests: Vec<PathBuf>,
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
-    let text = if args.request.as_os_str() == "-" {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the request from standard input")?;
-        s
-    } else {
-        std::fs::read_to_string(&args.request).with_context(|| format!("reading {}", args.request.display()))?
-    };
-    let request = match RequestJson::parse(&text) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("agentgate: {e}");
-            return Ok(EXIT_USAGE);
+    let mut requests = Vec::new();
+    for path in &args.requests {
+        let text = if path.as_os_str() == "-" {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).context("reading the request from standard input")?;
+            s
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        };
+        match RequestJson::parse(&text) {
+            Ok(r) => requests.push(r),
+            Err(e) => {
+                eprintln!("agentgate: {}: {e}", path.display());
+                return Ok(EXIT_USAGE);
+            }
         }
-    };
+    }
     let config_path = args.config.unwrap_or_else(super::default_config);
     let loaded = config::load(&config_path)?;
     let replay = Arc::new(InMemoryReplayStore::default());
@@ -53,7 +58,11 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), replay)?;
         Box::new(runtime.verifier(&loaded.engine)?)
     };
-    let decision = decider.decide(&request.to_check_request(args.now));
-    println!("{}", serde_json::to_string_pretty(&DecisionJson::from(&decision))?);
-    Ok(if decision.allowed { EXIT_ALLOW } else { EXIT_DENY })
+    let mut all_allowed = true;
+    for request in &requests {
+        let decision = decider.decide(&request.to_check_request(args.now));
+        all_allowed &= decision.allowed;
+        println!("{}", serde_json::to_string_pretty(&DecisionJson::from(&decision))?);
+    }
+    Ok(if all_allowed { EXIT_ALLOW } else { EXIT_DENY })
 }

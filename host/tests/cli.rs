@@ -1,0 +1,212 @@
+//! The `agentgate` command line: exit codes, JSON output, messages, and the README walkthrough
+//! (mint → check for a bound call, a replay and a revocation).
+
+// PANIC SAFETY: test code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn agentgate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agentgate")).args(args).current_dir(repo()).output().unwrap()
+}
+
+fn agentgate_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The request of the first step of a shared vector.
+fn vector_request(name: &str) -> String {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("tests/vectors").join(name)).unwrap()).unwrap();
+    v["steps"][0]["request"].to_string()
+}
+
+#[test]
+fn check_prints_an_allow_and_exits_0() {
+    let out = agentgate_stdin(&["check", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("001_mail_bound_agent_reads_own_inbox.json"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["decision"], "allow");
+    assert_eq!(d["outcome"], "allowed");
+    assert_eq!(d["policies"], serde_json::json!(["mail-read-own"]));
+    assert_eq!(d["principal"], r#"Agent::"spiffe://agents.example/mail-assistant""#);
+    assert_eq!(d["user"], "alice");
+}
+
+#[test]
+fn check_prints_a_deny_and_exits_1() {
+    let out = agentgate_stdin(&["check", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("002_mail_other_users_mailbox_denied.json"));
+    assert_eq!(out.status.code(), Some(1));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((d["decision"].as_str(), d["outcome"].as_str()), (Some("deny"), Some("policy_denied")));
+}
+
+#[test]
+fn check_with_native_engine_agrees() {
+    let out = agentgate_stdin(&["check", "--native", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("001_mail_bound_agent_reads_own_inbox.json"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn malformed_requests_exit_2_with_a_message() {
+    let out = agentgate_stdin(&["check", "-"], "{not json");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).starts_with("agentgate: -: malformed request:"), "{}", text(&out.stderr));
+
+    let out = agentgate_stdin(&["check", "-"], r#"{"action":"mail:read","resource":{"type":"Mailbox","id":"a"},"dpopp":"x"}"#);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown field `dpopp`"), "{}", text(&out.stderr));
+
+    let out = agentgate_stdin(&["check", "-"], r#"{"action":"mail:read","resource":{"type":"Mailbox","id":"a"},"context":[1]}"#);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`context` must be a JSON object"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_unusable_config_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agentgate.toml");
+    std::fs::write(&config, "audiences = []\npolicies = \"nowhere\"\n").unwrap();
+    let out = agentgate_stdin(&["check", "--config", config.to_str().unwrap(), "-"], &vector_request("001_mail_bound_agent_reads_own_inbox.json"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nowhere"), "{}", text(&out.stderr));
+}
+
+fn broken_policy_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("policies/mail");
+    for name in ["schema.cedarschema", "mail.cedar", "delegation.cedar", "revoked.json"] {
+        std::fs::copy(src.join(name), dir.path().join(name)).unwrap();
+    }
+    let toml = std::fs::read_to_string(src.join("agentgate.toml")).unwrap().replace("../keys/", &format!("{}/", repo().join("policies/keys").display()));
+    std::fs::write(dir.path().join("agentgate.toml"), toml).unwrap();
+    std::fs::write(
+        dir.path().join("zz-broken.cedar"),
+        "// a typo in an attribute\npermit (principal, action == Action::\"mail:read\", resource)\nwhen { context.scope.contains(\"mail.read\") };\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn validate_accepts_the_demo_configs() {
+    for set in ["mail", "home"] {
+        let out = agentgate(&["validate", "--config", &format!("policies/{set}/agentgate.toml")]);
+        assert_eq!(out.status.code(), Some(0), "{set}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(": ok ("), "{}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn validate_points_at_file_line_and_column_of_a_broken_policy() {
+    let dir = broken_policy_dir();
+    let out = agentgate(&["validate", "--config", dir.path().join("agentgate.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let expected = format!("{}:3:8:", dir.path().join("zz-broken.cedar").display());
+    assert!(err.contains(&expected), "expected `{expected}` in:\n{err}");
+    assert!(err.contains("scope"), "{err}");
+}
+
+#[test]
+fn demo_runs_every_scenario_and_shows_allows_and_denies() {
+    let out = agentgate(&["demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("allowed: permitted by `mail-read-own`"), "{stdout}");
+    assert!(stdout.contains("policy_denied: forbidden by `home-no-agent-locks`"), "{stdout}");
+    assert!(stdout.contains("revoked: agent `spiffe://agents.example/compromised-assistant` is revoked"), "{stdout}");
+    assert!(stdout.contains("every decision matched its scenario"), "{stdout}");
+}
+
+#[test]
+fn mint_help_says_it_is_a_development_issuer() {
+    let out = agentgate(&["mint", "--help"]);
+    assert!(text(&out.stdout).contains("DEVELOPMENT AND TEST ISSUER"), "{}", text(&out.stdout));
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = agentgate(args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+fn check_file(dir: &Path, name: &str, request: &Value) -> (i32, Value) {
+    let path = dir.join(name);
+    std::fs::write(&path, request.to_string()).unwrap();
+    let out = agentgate(&["check", "--config", "policies/mail/agentgate.toml", path.to_str().unwrap()]);
+    (out.status.code().unwrap(), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+}
+
+/// The README walkthrough: mint a bound token and a proof with the TEST-ONLY demo keys, check it,
+/// replay the proof, and revoke the agent.
+#[test]
+fn readme_walkthrough_mint_check_replay_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = run_ok(&[
+        "mint", "token", "--key", "policies/keys/issuer.TEST-ONLY.private.jwk.json", "--iss", "https://auth.demo.agentgate.dev",
+        "--sub", "alice", "--aud", "https://mail.example.com", "--agent", "spiffe://agents.example/mail-assistant",
+        "--scope", "mail.read", "--bind", "policies/keys/agent.TEST-ONLY.private.jwk.json",
+    ]);
+    let uri = "https://mail.example.com/mailboxes/alice/messages";
+    let proof = run_ok(&["mint", "proof", "--key", "policies/keys/agent.TEST-ONLY.private.jwk.json", "--method", "GET", "--uri", uri, "--token", &token]);
+    let request = serde_json::json!({
+        "authorization": format!("DPoP {token}"),
+        "dpop": proof,
+        "http": {"method": "GET", "uri": uri},
+        "action": "mail:read",
+        "resource": {"type": "Mailbox", "id": "alice"},
+        "entities": [{"uid": {"type": "Mailbox", "id": "alice"}, "attrs": {"owner": {"__entity": {"type": "User", "id": "alice"}}}, "parents": []}],
+    });
+    let (code, d) = check_file(dir.path(), "call.json", &request);
+    assert_eq!(code, 0, "{d}");
+    assert_eq!(d["key_thumbprint"], run_ok(&["mint", "thumbprint", "--key", "policies/keys/agent.TEST-ONLY.private.jwk.json"]));
+
+    // The same proof twice in one run: the second use is a replay.
+    let path = dir.path().join("call.json");
+    let out = agentgate(&["check", "--config", "policies/mail/agentgate.toml", path.to_str().unwrap(), path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("\"outcome\": \"allowed\"") && stdout.contains("\"outcome\": \"replayed\""), "{stdout}");
+
+    // A stolen token used with another key is refused.
+    let thief = dir.path().join("thief.jwk");
+    agentgate(&["mint", "keygen", "--kid", "thief", "--private-out", thief.to_str().unwrap()]);
+    let stolen_proof = run_ok(&["mint", "proof", "--key", thief.to_str().unwrap(), "--method", "GET", "--uri", uri, "--token", &token]);
+    let mut stolen = request.clone();
+    stolen["dpop"] = Value::String(stolen_proof);
+    let (code, d) = check_file(dir.path(), "stolen.json", &stolen);
+    assert_eq!((code, d["outcome"].as_str()), (1, Some("invalid_token")), "{d}");
+
+    // The demo's revocation file lists `compromised-assistant`; a token for it is refused.
+    let token = run_ok(&[
+        "mint", "token", "--key", "policies/keys/issuer.TEST-ONLY.private.jwk.json", "--iss", "https://auth.demo.agentgate.dev",
+        "--sub", "alice", "--aud", "https://mail.example.com", "--agent", "spiffe://agents.example/compromised-assistant",
+        "--scope", "mail.read", "--bind", "policies/keys/agent.TEST-ONLY.private.jwk.json",
+    ]);
+    let proof = run_ok(&["mint", "proof", "--key", "policies/keys/agent.TEST-ONLY.private.jwk.json", "--method", "GET", "--uri", uri, "--token", &token]);
+    let mut revoked = request.clone();
+    revoked["authorization"] = Value::String(format!("DPoP {token}"));
+    revoked["dpop"] = Value::String(proof);
+    let (code, d) = check_file(dir.path(), "revoked.json", &revoked);
+    assert_eq!((code, d["outcome"].as_str()), (1, Some("revoked")), "{d}");
+}
