@@ -63,6 +63,17 @@ pub enum DpopMode {
     Off,
 }
 
+impl DpopMode {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpopMode::Required => "required",
+            DpopMode::WhenBound => "when-bound",
+            DpopMode::Off => "off",
+        }
+    }
+}
+
 /// Proof-of-possession settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

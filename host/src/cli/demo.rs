@@ -38,7 +38,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         let loaded = config::load(&set.join("agentgate.toml"))?;
         let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), replay.clone())?;
         let mut verifier = runtime.verifier(&loaded.engine)?;
-        println!("\n{}  (audience {}, dpop {:?})", set.display(), loaded.file.audiences.join(", "), loaded.file.dpop.mode);
+        println!("\n{}  (audience {}, dpop {})", set.display(), loaded.file.audiences.join(", "), loaded.file.dpop.mode.as_str());
         for file in case_files(&set.join("tests"))? {
             for case in scenario::read_cases(&file)?.cases {
                 let request = scenario::mint_request(&case, &keys_for(&keys, &loaded), &loaded, mint::now())?;
