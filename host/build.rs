@@ -31,8 +31,10 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
-    for path in ["guest/src", "guest/Cargo.toml", "guest/accelerated", "wit", "Cargo.toml", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    // Relative to this package, so that a target directory shared by two checkouts still watches
+    // the checkout being built.
+    for path in ["../guest/src", "../guest/Cargo.toml", "../guest/accelerated", "../wit", "../Cargo.toml", "../Cargo.lock"] {
+        println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-env-changed=AGENTGATE_GUEST_PROFILE");
     let profile = env::var("AGENTGATE_GUEST_PROFILE").unwrap_or_else(|_| DEFAULT_PROFILE.to_owned());

@@ -428,7 +428,22 @@ fn build() -> Vec<(String, Vector)> {
     r.resource = EntityRef { type_name: "Device".into(), id: "thermostat".into() };
     r.entities = Some(device("thermostat", "thermostat"));
     r.context = Some(json!({"celsius": "warm"}));
-    g.one("input_wrong_type", "caller input of the wrong type is a malformed request", HOME, r, deny("invalid_request", "is not valid for `Action::\"thermostat:set\"`"));
+    g.one("input_wrong_type", "caller input of the wrong type is a malformed request", HOME, r, deny("invalid_request", "`input.celsius` must be a `Long`"));
+
+    for (slug, intent, input, reason) in [
+        ("input_undeclared_attribute", "caller input with an attribute the schema does not declare", json!({"celsius": 21, "fan": "high"}), "`input.fan` is not declared in the schema"),
+        ("input_missing_attribute", "caller input without a required attribute", json!({}), "`input.celsius` is required"),
+    ] {
+        let mut c = g.home_claims();
+        c.insert("scope".into(), json!("home.climate"));
+        let token = g.token(&c);
+        let mut r = g.home_request(Some(format!("Bearer {token}")));
+        r.action = "thermostat:set".into();
+        r.resource = EntityRef { type_name: "Device".into(), id: "thermostat".into() };
+        r.entities = Some(device("thermostat", "thermostat"));
+        r.context = Some(input);
+        g.one(slug, intent, HOME, r, deny("invalid_request", reason));
+    }
 
     let c = g.home_claims();
     let token = g.token(&c);
@@ -827,6 +842,10 @@ fn build() -> Vec<(String, Vector)> {
     g.identity_case("identity_key_not_proof_key", "an identity bound to a key other than the proof key", MAIL, ASSISTANT, Some(wit), deny("invalid_token", "does not match the DPoP proof key"));
     let wit = g.wit(&domain, ASSISTANT, None, T0 + 3600);
     g.identity_case("identity_wit_without_cnf", "a WIT must carry `cnf.jwk`", MAIL, ASSISTANT, Some(wit), deny("invalid_token", "lacks the required `cnf.jwk`"));
+    let mut claims = obj(json!({ "iss": "https://identity.agents.example", "sub": ASSISTANT, "iat": T0 - 60, "exp": T0 + 3600, "jti": g.jti("wit") }));
+    claims.insert("cnf".into(), json!({ "jwk": agent.bare_public_jwk() }));
+    let wit = sign(&domain, &json!({"typ": "wit+jwt", "alg": "ES256", "kid": "agents-example-2026-11"}), &Value::Object(claims));
+    g.identity_case("identity_wit_cnf_without_alg", "WIMSE requires `cnf.jwk.alg`", MAIL, ASSISTANT, Some(wit), deny("invalid_token", "lacks `alg`, which WIMSE requires"));
     let wit = g.wit(&domain, ASSISTANT, Some(&agent), T0 - 60);
     g.identity_case("identity_expired", "an expired workload identity", MAIL, ASSISTANT, Some(wit), deny("invalid_token", "agent identity expired"));
     let rogue_domain = g.rogue_domain.clone();

@@ -39,7 +39,7 @@ fn settings() -> Settings {
 #[test]
 fn rfc7515_a3_es256_verifies_and_tampering_fails() {
     let key = jwk(A3_JWK);
-    let verified = jws::parse(A3_JWS, 8192).unwrap().verify(key.public_key(), &RustCryptoVerifier).unwrap();
+    let verified = jws::parse(A3_JWS, 8192).unwrap().verify(key.public_key(), &RustCryptoVerifier::new()).unwrap();
     assert_eq!(verified.claims["iss"], "joe");
     assert_eq!(verified.claims["http://example.com/is_root"], true);
     assert_eq!(key.thumbprint(), "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U");
@@ -48,7 +48,7 @@ fn rfc7515_a3_es256_verifies_and_tampering_fails() {
     let mut sig = agentgate_engine::jose::base64url::decode(A3_JWS.rsplit_once('.').unwrap().1).unwrap();
     sig[10] ^= 1;
     let tampered = format!("{input}.{}", agentgate_engine::jose::base64url::encode(&sig));
-    assert!(jws::parse(&tampered, 8192).unwrap().verify(key.public_key(), &RustCryptoVerifier).is_err());
+    assert!(jws::parse(&tampered, 8192).unwrap().verify(key.public_key(), &RustCryptoVerifier::new()).is_err());
 }
 
 #[test]
@@ -63,20 +63,20 @@ fn rfc9449_figure_13_proof_passes_every_check() {
         bound_key: FIG9_JKT,
         nonces: None,
     };
-    let proof = dpop::verify(FIG13_PROOF, check, &RustCryptoVerifier).unwrap();
+    let proof = dpop::verify(FIG13_PROOF, check, &RustCryptoVerifier::new()).unwrap();
     assert_eq!(proof.thumbprint, FIG9_JKT);
     assert_eq!(proof.jti, "e1j3V_bKic8-LAEB");
 
     // The same proof for another method, URI, token or key is refused with the precise outcome.
-    let other_method = dpop::verify(FIG13_PROOF, ProofCheck { method: "POST", ..check }, &RustCryptoVerifier).unwrap_err();
+    let other_method = dpop::verify(FIG13_PROOF, ProofCheck { method: "POST", ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_method.outcome, Outcome::InvalidDpopProof);
-    let other_uri = dpop::verify(FIG13_PROOF, ProofCheck { uri: "https://resource.example.org/other", ..check }, &RustCryptoVerifier).unwrap_err();
+    let other_uri = dpop::verify(FIG13_PROOF, ProofCheck { uri: "https://resource.example.org/other", ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_uri.outcome, Outcome::InvalidDpopProof);
-    let other_token = dpop::verify(FIG13_PROOF, ProofCheck { access_token: "another", ..check }, &RustCryptoVerifier).unwrap_err();
+    let other_token = dpop::verify(FIG13_PROOF, ProofCheck { access_token: "another", ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_token.reason, "DPoP proof `ath` does not match the access token");
-    let other_key = dpop::verify(FIG13_PROOF, ProofCheck { bound_key: "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U", ..check }, &RustCryptoVerifier).unwrap_err();
+    let other_key = dpop::verify(FIG13_PROOF, ProofCheck { bound_key: "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U", ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_key.outcome, Outcome::InvalidToken);
-    let later = dpop::verify(FIG13_PROOF, ProofCheck { now: 1_562_262_618 + 61, ..check }, &RustCryptoVerifier).unwrap_err();
+    let later = dpop::verify(FIG13_PROOF, ProofCheck { now: 1_562_262_618 + 61, ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert!(later.reason.contains("too old"), "{}", later.reason);
 }
 
@@ -85,7 +85,7 @@ fn rfc9449_figure_4_signature_and_figure_9_thumbprint() {
     let parsed = jws::parse(FIG4_PROOF, 8192).unwrap();
     let embedded = jwk(&serde_json::to_string(&parsed.header()["jwk"]).unwrap());
     assert_eq!(embedded.thumbprint(), FIG9_JKT);
-    let verified = parsed.verify(embedded.public_key(), &RustCryptoVerifier).unwrap();
+    let verified = parsed.verify(embedded.public_key(), &RustCryptoVerifier::new()).unwrap();
     assert_eq!(verified.claims["htu"], "https://server.example.com/token");
 }
 
@@ -111,9 +111,9 @@ fn rfc6979_a2_5_p256_signatures_verify() {
     ];
     for (msg, r, s) in cases {
         let sig = Es256Signature::from_bytes(&[hex(r), hex(s)].concat()).unwrap();
-        assert!(RustCryptoVerifier.verify(&key, msg.as_bytes(), &sig), "{msg}");
+        assert!(RustCryptoVerifier::new().verify(&key, msg.as_bytes(), &sig), "{msg}");
         assert!(agentgate::native_crypto::AwsLcVerifier.verify(&key, msg.as_bytes(), &sig), "aws-lc {msg}");
-        assert!(!RustCryptoVerifier.verify(&key, b"other", &sig));
+        assert!(!RustCryptoVerifier::new().verify(&key, b"other", &sig));
     }
 }
 

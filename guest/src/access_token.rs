@@ -32,6 +32,8 @@ pub struct VerifiedAccessToken {
     pub issued_at: i64,
     /// `exp`.
     pub expires_at: i64,
+    /// `nbf`.
+    pub not_before: Option<i64>,
     /// `scope`, split.
     pub scopes: Vec<String>,
     /// Nested `act`.
@@ -53,6 +55,14 @@ pub struct TokenCheck<'a> {
 
 /// Verifies `token` completely. The error is the reason for an `invalid_token` deny.
 pub fn verify(token: &str, check: TokenCheck<'_>, verifier: &dyn SignatureVerifier) -> Result<VerifiedAccessToken, String> {
+    let verified = verify_timeless(token, check, verifier)?;
+    check_times(&verified, check)?;
+    Ok(verified)
+}
+
+/// Everything that does not depend on the clock: structure, key, signature, claims. Its result may
+/// be cached for the same token bytes; `check_times` must still run on every use.
+pub fn verify_timeless(token: &str, check: TokenCheck<'_>, verifier: &dyn SignatureVerifier) -> Result<VerifiedAccessToken, String> {
     let limits = &check.settings.limits;
     let jws = jws::parse(token, limits.max_token_bytes).map_err(|e| format!("access token {e}"))?;
     match jws.header_str("typ") {
@@ -85,10 +95,28 @@ pub fn verify(token: &str, check: TokenCheck<'_>, verifier: &dyn SignatureVerifi
     check_claims(&verified, issuer, kid, check).map_err(|e| format!("access token {e}"))
 }
 
+/// `exp`, `nbf` and `iat` against the clock, with the configured leeway (RFC 7519 §4.1.4–4.1.6).
+pub fn check_times(token: &VerifiedAccessToken, check: TokenCheck<'_>) -> Result<(), String> {
+    let skew = i64::try_from(check.settings.limits.clock_skew_secs).unwrap_or(i64::MAX);
+    let now = check.now;
+    let (exp, iat) = (token.expires_at, token.issued_at);
+    if now >= exp.saturating_add(skew) {
+        return Err(format!("access token expired at {exp} (now {now}, leeway {skew}s)"));
+    }
+    if let Some(nbf) = token.not_before {
+        if now.saturating_add(skew) < nbf {
+            return Err(format!("access token is not valid before {nbf} (now {now}, leeway {skew}s)"));
+        }
+    }
+    if iat > now.saturating_add(skew) {
+        return Err(format!("access token was issued in the future (`iat` {iat}, now {now}, leeway {skew}s)"));
+    }
+    Ok(())
+}
+
 fn check_claims(jws: &VerifiedJws, issuer: String, kid: String, check: TokenCheck<'_>) -> Result<VerifiedAccessToken, String> {
     let c = &jws.claims;
     let limits = &check.settings.limits;
-    let skew = i64::try_from(limits.clock_skew_secs).unwrap_or(i64::MAX);
     let text = |e: ClaimError| e.to_string();
 
     let subject = claims::required_str(c, "sub").map_err(text)?.to_owned();
@@ -99,20 +127,8 @@ fn check_claims(jws: &VerifiedJws, issuer: String, kid: String, check: TokenChec
     let not_before = claims::numeric_date(c, "nbf").map_err(text)?;
     let audiences = claims::audiences(c).map_err(text)?;
 
-    let now = check.now;
-    if now >= expires_at.saturating_add(skew) {
-        return Err(format!("expired at {expires_at} (now {now}, leeway {skew}s)"));
-    }
-    if let Some(nbf) = not_before {
-        if now.saturating_add(skew) < nbf {
-            return Err(format!("is not valid before {nbf} (now {now}, leeway {skew}s)"));
-        }
-    }
-    if issued_at > now.saturating_add(skew) {
-        return Err(format!("was issued in the future (`iat` {issued_at}, now {now}, leeway {skew}s)"));
-    }
     if expires_at <= issued_at {
-        return Err(format!("expires (`exp` {expires_at}) before it was issued (`iat` {issued_at})"));
+        return Err(format!("expires (`exp` {expires_at}) no later than it was issued (`iat` {issued_at})"));
     }
     let lifetime = expires_at.saturating_sub(issued_at);
     if u64::try_from(lifetime).unwrap_or(u64::MAX) > limits.max_token_lifetime_secs {
@@ -125,7 +141,7 @@ fn check_claims(jws: &VerifiedJws, issuer: String, kid: String, check: TokenChec
     let scopes = claims::scopes(c).map_err(text)?;
     let chain = DelegationChain::from_claims(c, limits.max_delegation_depth)?;
     let bound_key = confirmation(c)?;
-    Ok(VerifiedAccessToken { issuer, kid, subject, client_id, jti, issued_at, expires_at, scopes, chain, bound_key })
+    Ok(VerifiedAccessToken { issuer, kid, subject, client_id, jti, issued_at, expires_at, not_before, scopes, chain, bound_key })
 }
 
 /// Reads `cnf` (RFC 7800): only the DPoP confirmation `jkt` (RFC 9449 §6.1) is supported; a token

@@ -8,18 +8,33 @@ wit_bindgen::generate!({ path: "../wit", world: "gate" });
 wit_bindgen::generate!({ path: "../wit", world: "gate-accelerated" });
 
 use crate::{CheckRequest, Credentials, Engine, EngineConfig, EntityRef, HttpRequest, Outcome, ReplayGuard, SourceText};
-use exports::agentgate::verifier::engine as wit_engine;
 use agentgate::verifier::types as wit;
+use exports::agentgate::verifier::engine as wit_engine;
+use std::sync::{Arc, Mutex};
 
 struct Component;
+
+/// The engine built by `preload`, captured in the instance's memory when it is snapshotted.
+static PRELOADED: Mutex<Option<Arc<Engine>>> = Mutex::new(None);
+
+impl Guest for Component {
+    fn preload(config_json: String) -> Result<(), String> {
+        let config: EngineConfig = serde_json::from_str(&config_json).map_err(|e| format!("preload: the config JSON is invalid: {e}"))?;
+        let engine = build_engine(config)?;
+        engine.warm_up();
+        let mut slot = PRELOADED.lock().map_err(|_| "preload: lock poisoned".to_owned())?;
+        *slot = Some(Arc::new(engine));
+        Ok(())
+    }
+}
 
 impl wit_engine::Guest for Component {
     type Verifier = ComponentVerifier;
 }
 
-/// The exported `verifier` resource: one engine.
+/// The exported `verifier` resource: one engine (shared with other handles when preloaded).
 struct ComponentVerifier {
-    engine: Engine,
+    engine: Arc<Engine>,
 }
 
 /// Replay store provided by the host through the `replay` import.
@@ -59,7 +74,17 @@ impl wit_engine::GuestVerifier for ComponentVerifier {
             revocations_json: config.revocations_json,
         };
         let engine = build_engine(config)?;
-        Ok(wit_engine::Verifier::new(ComponentVerifier { engine }))
+        Ok(wit_engine::Verifier::new(ComponentVerifier { engine: Arc::new(engine) }))
+    }
+
+    fn preloaded() -> Result<wit_engine::Verifier, String> {
+        let slot = PRELOADED.lock().map_err(|_| "lock poisoned".to_owned())?;
+        let engine = slot.as_ref().ok_or("no verifier was preloaded into this component")?;
+        Ok(wit_engine::Verifier::new(ComponentVerifier { engine: Arc::clone(engine) }))
+    }
+
+    fn warm_up(&self) {
+        self.engine.warm_up();
     }
 
     fn check(&self, request: wit::CheckRequest) -> wit::Decision {

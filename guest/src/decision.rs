@@ -24,7 +24,8 @@ pub enum Outcome {
     Revoked,
     /// The proof's `jti` was already used.
     Replayed,
-    /// The engine failed (trap, exhausted budget); set by hosts, never by the engine itself.
+    /// The engine failed: set by hosts for a trap or an exhausted budget, and by the engine for an
+    /// internal failure (a clock before 1970, a poisoned lock).
     EngineError,
 }
 

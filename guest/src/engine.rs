@@ -13,8 +13,9 @@ use crate::nonce::NonceIssuer;
 use crate::request::CheckRequest;
 use crate::revocation::{RevocationList, RevocationSubject};
 use crate::settings::{DpopMode, Settings};
+use crate::token_cache::TokenCache;
 use crate::trust::{TrustConfig, TrustStore};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Remembers single-use keys across every instance of a deployment (implemented by hosts).
 pub trait ReplayGuard: Send + Sync {
@@ -22,8 +23,10 @@ pub trait ReplayGuard: Send + Sync {
     fn remember(&self, key: &str, expires_at: u64) -> bool;
 }
 
-/// Everything an engine is built from; mirrors the WIT `config` record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything an engine is built from; mirrors the WIT `config` record (and is its JSON form for
+/// `preload`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EngineConfig {
     /// Cedar policy files.
     pub policies: Vec<SourceText>,
@@ -44,6 +47,7 @@ pub struct Engine {
     authorizer: Authorizer,
     nonces: Option<NonceIssuer>,
     revocations: RwLock<Arc<RevocationList>>,
+    tokens: Mutex<TokenCache>,
     replay: Box<dyn ReplayGuard>,
     verifier: Box<dyn SignatureVerifier>,
 }
@@ -73,7 +77,7 @@ pub struct Trace {
 impl Engine {
     /// Builds an engine with RustCrypto signature verification.
     pub fn new(config: &EngineConfig, replay: Box<dyn ReplayGuard>) -> Result<Self, String> {
-        Engine::with_verifier(config, replay, Box::new(RustCryptoVerifier))
+        Engine::with_verifier(config, replay, Box::new(RustCryptoVerifier::new()))
     }
 
     /// Builds an engine with a chosen signature verifier (e.g. a host's native library).
@@ -88,15 +92,48 @@ impl Engine {
         let nonces = settings.dpop.nonce.as_ref().map(NonceIssuer::new).transpose()?;
         let authorizer = Authorizer::new(&config.policies, &config.schema)?;
         let revocations = RevocationList::parse(&config.revocations_json)?;
+        let tokens = Mutex::new(TokenCache::new(settings.limits.token_cache_entries));
         Ok(Engine {
             settings,
             trust,
             authorizer,
             nonces,
             revocations: RwLock::new(Arc::new(revocations)),
+            tokens,
             replay,
             verifier,
         })
+    }
+
+    /// Prepares for traffic now instead of on the first calls: precomputed tables for every
+    /// trusted key (issuers, trust domains) and the generator. Long-lived and pre-initialized
+    /// instances call it; one-shot checks need not.
+    pub fn warm_up(&self) {
+        for key in self.trust.all_keys() {
+            self.verifier.pin(&key.key);
+        }
+    }
+
+    /// The access token for this call: from the cache when the same bytes were verified before
+    /// (the clock is still checked), else verified and remembered.
+    fn access_token(&self, token: &str, check: TokenCheck<'_>) -> Result<Arc<VerifiedAccessToken>, Denial> {
+        let key = TokenCache::key(token);
+        let cached = self.tokens.lock().ok().and_then(|c| c.get(&key));
+        if let Some(verified) = cached {
+            if let Err(reason) = access_token::check_times(&verified, check) {
+                if let Ok(mut cache) = self.tokens.lock() {
+                    cache.remove(&key);
+                }
+                return Err(Denial::token(reason));
+            }
+            return Ok(verified);
+        }
+        let verified = Arc::new(access_token::verify_timeless(token, check, self.verifier.as_ref()).map_err(Denial::token)?);
+        access_token::check_times(&verified, check).map_err(Denial::token)?;
+        if let Ok(mut cache) = self.tokens.lock() {
+            cache.insert(key, Arc::clone(&verified));
+        }
+        Ok(verified)
     }
 
     /// Replaces the revocation list; on error the previous list stays in force.
@@ -156,7 +193,7 @@ impl Engine {
         step("authorization", format!("{scheme:?} scheme"));
 
         let check = TokenCheck { settings: &self.settings, trust: &self.trust, now };
-        let at = access_token::verify(token, check, self.verifier.as_ref()).map_err(Denial::token)?;
+        let at = self.access_token(token, check)?;
         let (principal_kind, principal_id) = match at.chain.current() {
             Some(actor) => (PrincipalKind::Agent, actor.sub.clone()),
             None => (PrincipalKind::User, at.subject.clone()),
@@ -224,7 +261,7 @@ impl Engine {
             entities: req.entities_json.as_deref(),
         };
         if let Some(t) = trace.as_deref_mut() {
-            t.request = self.authorizer.build(&call).ok().map(|(_, built)| built);
+            t.request = self.authorizer.describe(&call).ok();
         }
         self.authorizer.authorize(&call)
     }

@@ -102,15 +102,16 @@ pub fn verify(token: &str, settings: &Settings, trust: &TrustStore, now: i64, ve
 }
 
 /// `cnf.jwk` (RFC 7800 §3.2) as a thumbprint. WIMSE requires `cnf.jwk.alg`; it must be ES256 here
-/// because the DPoP proof made with that key is ES256.
+/// because the DPoP proof made with that key is ES256. (A JWT-SVID with `cnf` is held to the same
+/// rule.)
 fn confirmation_key(c: &crate::jose::json::JsonObject) -> Result<Option<String>, String> {
     let Some(cnf) = c.get("cnf") else { return Ok(None) };
     let Some(Value::Object(jwk)) = cnf.get("jwk") else {
         return Err("agent identity has a `cnf` without a `jwk` object".into());
     };
     match jwk.get("alg") {
-        None => {}
         Some(Value::String(alg)) if alg == "ES256" => {}
+        None => return Err("agent identity `cnf.jwk` lacks `alg`, which WIMSE requires".into()),
         Some(_) => return Err("agent identity `cnf.jwk.alg` is not `ES256`".into()),
     }
     let key = EcPublicJwk::from_object(jwk).map_err(|e| format!("agent identity `cnf.jwk` {e}"))?;

@@ -25,6 +25,7 @@ pub mod request;
 pub mod revocation;
 pub mod settings;
 pub mod spiffe;
+pub mod token_cache;
 pub mod trust;
 
 // The generated bindings export `#[unsafe(no_mangle)]` entry points.

@@ -35,6 +35,9 @@ pub struct Limits {
     pub max_context_bytes: usize,
     /// Largest accepted caller `entities` JSON, in bytes.
     pub max_entities_bytes: usize,
+    /// Verified access tokens kept per engine, so a repeated token skips its signature check
+    /// (0 disables the cache).
+    pub token_cache_entries: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +49,7 @@ impl Default for Limits {
             max_token_bytes: 8192,
             max_context_bytes: 64 * 1024,
             max_entities_bytes: 256 * 1024,
+            token_cache_entries: 4096,
         }
     }
 }

@@ -2,8 +2,10 @@
 //! that fills in exactly what each action's schema declares.
 
 use super::schema_types::CedarType;
+use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::str::FromStr;
 
 /// Entity type of users (the token's `sub`).
 pub const USER_TYPE: &str = "User";
@@ -145,18 +147,120 @@ impl ContextPlan {
         self.declared.contains_key(INPUT)
     }
 
-    /// The context JSON for one call: exactly the declared attributes.
-    pub fn build(&self, facts: &ContextFacts, input: Option<Value>) -> Value {
+    /// The context JSON for one call: exactly the declared attributes (shown by `explain`).
+    pub fn build_json(&self, facts: &ContextFacts, input: Option<&Value>) -> Value {
         let mut supplied = supplied_values(facts);
         let mut context = Map::new();
         for (name, ty) in &self.declared {
             if name == INPUT {
-                context.insert(name.clone(), input.clone().unwrap_or_else(|| Value::Object(Map::new())));
+                context.insert(name.clone(), input.cloned().unwrap_or_else(|| Value::Object(Map::new())));
             } else if let Some(value) = supplied.remove(name) {
                 context.insert(name.clone(), prune(value, ty));
             }
         }
         Value::Object(context)
+    }
+
+    /// The Cedar context for one call, built directly from the declared types: engine values are
+    /// typed by construction and caller input is checked attribute by attribute, with errors that
+    /// name the attribute (`input.celsius must be a Long`).
+    pub fn build(&self, facts: &ContextFacts, input: Option<&Value>) -> Result<Context, String> {
+        let mut supplied = supplied_values(facts);
+        let empty = Value::Object(Map::new());
+        let mut pairs = Vec::with_capacity(self.declared.len());
+        for (name, ty) in &self.declared {
+            // Engine values carry every attribute agentgate offers; the caller's input must match
+            // its declaration exactly.
+            let (value, undeclared) = if name == INPUT {
+                (input.unwrap_or(&empty).clone(), Undeclared::Reject)
+            } else {
+                (supplied.remove(name).unwrap_or(Value::Null), Undeclared::Skip)
+            };
+            pairs.push((name.clone(), restricted(&value, ty, name, undeclared)?));
+        }
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
+    }
+}
+
+/// What to do with record attributes the schema does not declare.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Undeclared {
+    /// An error (caller input).
+    Reject,
+    /// Leave them out (engine values: only declared attributes are filled in).
+    Skip,
+}
+
+/// Converts a JSON value into a Cedar value of the declared type.
+fn restricted(value: &Value, ty: &CedarType, path: &str, undeclared: Undeclared) -> Result<RestrictedExpression, String> {
+    let wrong = || format!("`{path}` must be {}", describe(ty));
+    match ty {
+        CedarType::Bool => value.as_bool().map(RestrictedExpression::new_bool).ok_or_else(wrong),
+        CedarType::Long => value.as_i64().map(RestrictedExpression::new_long).ok_or_else(wrong),
+        CedarType::String => value.as_str().map(|s| RestrictedExpression::new_string(s.to_owned())).ok_or_else(wrong),
+        CedarType::Set(element) => {
+            let items = value.as_array().ok_or_else(wrong)?;
+            let converted = items.iter().map(|v| restricted(v, element, &format!("{path}[]"), undeclared)).collect::<Result<Vec<_>, _>>()?;
+            Ok(RestrictedExpression::new_set(converted))
+        }
+        CedarType::Record(attrs) => {
+            let object = value.as_object().ok_or_else(wrong)?;
+            if undeclared == Undeclared::Reject {
+                if let Some(extra) = object.keys().find(|k| !attrs.contains_key(*k)) {
+                    return Err(format!("`{path}.{extra}` is not declared in the schema"));
+                }
+            }
+            let mut fields = Vec::with_capacity(attrs.len());
+            for (name, (attr_ty, required)) in attrs {
+                match object.get(name) {
+                    Some(v) => fields.push((name.clone(), restricted(v, attr_ty, &format!("{path}.{name}"), undeclared)?)),
+                    None if *required => return Err(format!("`{path}.{name}` is required")),
+                    None => {}
+                }
+            }
+            RestrictedExpression::new_record(fields).map_err(|e| format!("`{path}`: {e}"))
+        }
+        CedarType::Entity(expected) => {
+            // `{"__entity": {"type", "id"}}` or the implicit `{"type", "id"}`.
+            let inner = value.get("__entity").unwrap_or(value);
+            let (Some(type_name), Some(id)) = (inner.get("type").and_then(Value::as_str), inner.get("id").and_then(Value::as_str)) else {
+                return Err(wrong());
+            };
+            if type_name != expected {
+                return Err(format!("`{path}` must be an entity of type `{expected}`, not `{type_name}`"));
+            }
+            let ty = EntityTypeName::from_str(type_name).map_err(|_| wrong())?;
+            Ok(RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(ty, EntityId::new(id))))
+        }
+        CedarType::Extension(name) => {
+            // A string argument, or `{"__extn": {"fn", "arg"}}`.
+            let arg = value
+                .as_str()
+                .or_else(|| value.get("__extn").and_then(|e| e.get("arg")).and_then(Value::as_str))
+                .ok_or_else(wrong)?;
+            let parsed = match name.as_str() {
+                "ipaddr" => RestrictedExpression::new_ip(arg),
+                "decimal" => RestrictedExpression::new_decimal(arg),
+                "datetime" => RestrictedExpression::new_datetime(arg),
+                "duration" => RestrictedExpression::new_duration(arg),
+                _ => return Err(wrong()),
+            };
+            // The constructors defer validation of the argument to evaluation; Cedar's request
+            // validation below rejects malformed values.
+            Ok(parsed)
+        }
+    }
+}
+
+fn describe(ty: &CedarType) -> String {
+    match ty {
+        CedarType::Bool => "a `Bool`".into(),
+        CedarType::Long => "a `Long`".into(),
+        CedarType::String => "a `String`".into(),
+        CedarType::Set(_) => format!("a `{ty}`"),
+        CedarType::Record(_) => "a record".into(),
+        CedarType::Entity(name) => format!("an entity of type `{name}`"),
+        CedarType::Extension(name) => format!("an `{name}` value"),
     }
 }
 

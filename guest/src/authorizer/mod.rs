@@ -9,7 +9,7 @@ use crate::decision::{Denial, Outcome};
 use crate::jose::jwk::quote;
 use crate::request::EntityRef;
 use cedar_policy::{
-    Authorizer as CedarAuthorizer, Context, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid,
+    Authorizer as CedarAuthorizer, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid,
     PolicyId, PolicySet, Request, RequestValidationError, Schema, SchemaFragment, ValidationMode, Validator,
 };
 use context::{AGENT_TYPE, ContextFacts, ContextPlan, USER_TYPE};
@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 /// A named source text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SourceText {
     /// File name for diagnostics.
     pub name: String,
@@ -87,6 +88,30 @@ pub struct PolicyAnswer {
     pub errors: Vec<String>,
     /// Human reason.
     pub reason: String,
+}
+
+/// The parts of a built request kept for reasons and `explain`.
+struct RequestParts {
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    input: Option<serde_json::Value>,
+}
+
+impl RequestParts {
+    fn describe(&self, call: &AuthzCall<'_>, authorizer: &Authorizer) -> BuiltRequest {
+        let context = authorizer
+            .plans
+            .get(call.action)
+            .map(|plan| plan.build_json(call.facts, self.input.as_ref()))
+            .unwrap_or_default();
+        BuiltRequest {
+            principal: self.principal.to_string(),
+            action: self.action.to_string(),
+            resource: self.resource.to_string(),
+            context,
+        }
+    }
 }
 
 /// The Cedar request as built, for `explain`.
@@ -161,8 +186,14 @@ impl Authorizer {
         self.policies.sources.get(&PolicyId::new(id))
     }
 
+    /// The Cedar request for a call as `explain` shows it.
+    pub fn describe(&self, call: &AuthzCall<'_>) -> Result<BuiltRequest, Denial> {
+        let (_, parts) = self.build(call)?;
+        Ok(parts.describe(call, self))
+    }
+
     /// Builds the Cedar request for a call (without evaluating it).
-    pub fn build(&self, call: &AuthzCall<'_>) -> Result<(Request, BuiltRequest), Denial> {
+    fn build(&self, call: &AuthzCall<'_>) -> Result<(Request, RequestParts), Denial> {
         let Some(plan) = self.plans.get(call.action) else {
             return Err(Denial::request(format!("action {} is not declared in the schema", quote(call.action))));
         };
@@ -184,22 +215,17 @@ impl Authorizer {
                 Err(e) => return Err(Denial::request(format!("`context` is not valid JSON ({e})"))),
             },
         };
-        let context_json = plan.build(call.facts, input);
-        let context = Context::from_json_value(context_json.clone(), Some((&self.schema, &action)))
-            .map_err(|e| Denial::request(format!("context does not match the schema of action {}: {}", quote(call.action), describe(&e))))?;
-        let built = BuiltRequest {
-            principal: principal.to_string(),
-            action: action.to_string(),
-            resource: resource.to_string(),
-            context: context_json,
-        };
+        let context = plan
+            .build(call.facts, input.as_ref())
+            .map_err(|e| Denial::request(format!("context does not match the schema of action {}: {e}", quote(call.action))))?;
+        let parts = RequestParts { principal: principal.clone(), action: action.clone(), resource: resource.clone(), input };
         let request = Request::new(principal, action, resource, context, Some(&self.schema)).map_err(|e| request_error(e, call))?;
-        Ok((request, built))
+        Ok((request, parts))
     }
 
     /// Builds the request and evaluates the policies.
     pub fn authorize(&self, call: &AuthzCall<'_>) -> Result<PolicyAnswer, Denial> {
-        let (request, built) = self.build(call)?;
+        let (request, parts) = self.build(call)?;
         let parsed_entities;
         let entities = match call.entities {
             None => &self.action_entities,
@@ -219,7 +245,7 @@ impl Authorizer {
         } else if !policies.is_empty() {
             format!("forbidden by {listed}")
         } else {
-            format!("no policy permits {} to {} {}", built.principal, built.action, built.resource)
+            format!("no policy permits {} to {} {}", parts.principal, parts.action, parts.resource)
         };
         Ok(PolicyAnswer { allowed, policies, errors, reason })
     }

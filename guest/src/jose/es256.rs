@@ -1,7 +1,10 @@
 //! ES256 (RFC 7518 §3.4): ECDSA over P-256 with SHA-256, signatures as 64 raw bytes r‖s.
 
+use super::precomputed::{self, FixedBaseTable, LEARNED_WINDOW, PINNED_WINDOW};
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A P-256 public key, checked to be a valid point on the curve.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,14 +100,119 @@ impl Es256Signature {
 pub trait SignatureVerifier: Send + Sync {
     /// True if `signature` is valid for `message` under `key`.
     fn verify(&self, key: &PublicKey, message: &[u8], signature: &Es256Signature) -> bool;
+
+    /// A key that will verify many signatures (an issuer's): prepare for it now. Optional.
+    fn pin(&self, _key: &PublicKey) {}
 }
 
-/// RustCrypto `p256`, the default everywhere.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct RustCryptoVerifier;
+/// Agent keys with a precomputed table at most (≈ 116 kB each).
+const LEARNED_CAPACITY: usize = 64;
+/// Keys remembered as "seen once" before a second use earns them a table.
+const SEEN_CAPACITY: usize = 4096;
+
+/// RustCrypto `p256`. A key used once is verified with `p256`'s own `verify`; a key used again
+/// (an agent signing its proofs) or pinned (an issuer) gets a precomputed table and verifies about
+/// five times faster (`precomputed`).
+#[derive(Default)]
+pub struct RustCryptoVerifier {
+    tables: Mutex<KeyTables>,
+}
+
+impl std::fmt::Debug for RustCryptoVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RustCryptoVerifier").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct KeyTables {
+    pinned: HashMap<[u8; 65], Arc<FixedBaseTable>>,
+    /// Learned tables with the tick of their last use, evicted least recently used.
+    learned: HashMap<[u8; 65], (Arc<FixedBaseTable>, u64)>,
+    seen_once: HashMap<[u8; 65], u64>,
+    tick: u64,
+}
+
+impl KeyTables {
+    /// The key's table, building one on the key's second use.
+    fn table_for(&mut self, sec1: &[u8; 65], key: &VerifyingKey) -> Option<Arc<FixedBaseTable>> {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(table) = self.pinned.get(sec1) {
+            return Some(Arc::clone(table));
+        }
+        if let Some((table, last_use)) = self.learned.get_mut(sec1) {
+            *last_use = tick;
+            return Some(Arc::clone(table));
+        }
+        if self.seen_once.remove(sec1).is_none() {
+            if self.seen_once.len() >= SEEN_CAPACITY {
+                self.seen_once.clear();
+            }
+            self.seen_once.insert(*sec1, tick);
+            return None;
+        }
+        if self.learned.len() >= LEARNED_CAPACITY {
+            let oldest = self.learned.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                self.learned.remove(&oldest);
+            }
+        }
+        let table = Arc::new(FixedBaseTable::new(key.as_affine().into(), LEARNED_WINDOW));
+        self.learned.insert(*sec1, (Arc::clone(&table), tick));
+        Some(table)
+    }
+}
+
+impl RustCryptoVerifier {
+    /// A verifier with no tables yet.
+    pub fn new() -> Self {
+        RustCryptoVerifier::default()
+    }
+}
 
 impl SignatureVerifier for RustCryptoVerifier {
     fn verify(&self, key: &PublicKey, message: &[u8], signature: &Es256Signature) -> bool {
-        key.key.verify(message, &signature.sig).is_ok()
+        let table = self.tables.lock().ok().and_then(|mut t| t.table_for(&key.sec1, &key.key));
+        match table {
+            Some(table) => precomputed::verify(&table, message, &signature.sig),
+            None => key.key.verify(message, &signature.sig).is_ok(),
+        }
+    }
+
+    fn pin(&self, key: &PublicKey) {
+        let _ = precomputed::generator_table();
+        if let Ok(mut tables) = self.tables.lock() {
+            if !tables.pinned.contains_key(&key.sec1) {
+                let table = Arc::new(FixedBaseTable::new(key.key.as_affine().into(), PINNED_WINDOW));
+                tables.pinned.insert(key.sec1, table);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::SigningKey;
+    use p256::ecdsa::signature::Signer as _;
+
+    #[test]
+    fn learned_and_pinned_keys_decide_like_one_off_keys() {
+        let verifier = RustCryptoVerifier::new();
+        let signer = SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let point = signer.verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes();
+        let key = PublicKey::from_coordinates(bytes[1..33].try_into().unwrap(), bytes[33..65].try_into().unwrap()).unwrap();
+        for n in 0..5 {
+            let message = format!("m{n}");
+            let sig = Es256Signature::from_bytes(&Signature::to_bytes(&signer.sign(message.as_bytes()))).unwrap();
+            assert!(verifier.verify(&key, message.as_bytes(), &sig), "use {n}");
+            assert!(!verifier.verify(&key, b"other", &sig), "use {n}");
+        }
+        assert_eq!(verifier.tables.lock().unwrap().learned.len(), 1, "a reused key earns a table");
+        verifier.pin(&key);
+        let sig = Es256Signature::from_bytes(&Signature::to_bytes(&signer.sign(b"pinned"))).unwrap();
+        assert!(verifier.verify(&key, b"pinned", &sig));
     }
 }

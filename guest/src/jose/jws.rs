@@ -152,7 +152,7 @@ mod tests {
         let key = a3_key();
         let jws = parse(A3_JWS, 8192);
         let verified = match (key, jws) {
-            (Some(k), Ok(j)) => j.verify(&k, &RustCryptoVerifier).ok(),
+            (Some(k), Ok(j)) => j.verify(&k, &RustCryptoVerifier::new()).ok(),
             _ => None,
         };
         let claims = verified.map(|v| v.claims);
@@ -169,7 +169,7 @@ mod tests {
         }
         let tampered = String::from_utf8(bytes).unwrap_or_default();
         let ok = match (a3_key(), parse(&tampered, 8192)) {
-            (Some(k), Ok(j)) => j.verify(&k, &RustCryptoVerifier).is_ok(),
+            (Some(k), Ok(j)) => j.verify(&k, &RustCryptoVerifier::new()).is_ok(),
             _ => false,
         };
         assert!(!ok);

@@ -6,3 +6,4 @@ pub mod json;
 pub mod jwk;
 pub mod jws;
 pub mod media_type;
+pub mod precomputed;

@@ -43,6 +43,31 @@ pub fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> anyhow::Result
     deserialize(engine, &path)
 }
 
+/// Loads a component derived from `inputs` (e.g. a pre-initialized snapshot), producing its bytes
+/// with `make` only when no cached compilation exists.
+pub fn load_derived(engine: &Engine, inputs: &[&[u8]], dir: Option<&Path>, make: impl FnOnce() -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Component> {
+    let Some(dir) = dir else {
+        return Ok(Component::new(engine, make()?)?);
+    };
+    let joined: Vec<u8> = inputs.iter().flat_map(|part| Sha256::digest(part).to_vec()).collect();
+    let path = dir.join(format!("{}.cwasm", artifact_key(engine, &joined)));
+    if path.exists() {
+        match deserialize(engine, &path) {
+            Ok(component) => return Ok(component),
+            Err(e) => tracing::warn!("ignoring unusable cached artifact {}: {e:#}", path.display()),
+        }
+    }
+    let bytes = make()?;
+    let compiled = engine.precompile_component(&bytes)?;
+    if let Err(e) = store(dir, &path, &compiled) {
+        tracing::warn!("could not cache the compiled component in {}: {e:#}", dir.display());
+        // SAFETY: `compiled` was produced just now by this engine.
+        #[allow(unsafe_code)]
+        return Ok(unsafe { Component::deserialize(engine, &compiled) }?);
+    }
+    deserialize(engine, &path)
+}
+
 fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
     // SAFETY: the file was written by `store` below from `precompile_component` of an engine with
     // the same configuration (its name includes the engine's compatibility hash) in a directory

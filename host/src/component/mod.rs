@@ -4,6 +4,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod preinit;
 
 use crate::config::{CryptoPlacement, RuntimeSection};
 use agentgate_engine::{CheckRequest, Decision, EngineConfig, ReplayGuard};
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceAny};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::WasiCtx;
 
 /// The portable component (`gate` world): ES256 runs inside it.
@@ -40,6 +41,8 @@ pub struct RuntimeOptions {
     pub memory_limit_bytes: usize,
     /// Directory for compiled artifacts; `None` compiles in memory every start.
     pub cache_dir: Option<PathBuf>,
+    /// Pooling allocator with room for this many live instances (`None`: allocate on demand).
+    pub pooling: Option<u32>,
 }
 
 impl RuntimeOptions {
@@ -52,6 +55,7 @@ impl RuntimeOptions {
             create_timeout: Duration::from_millis(section.create_timeout_ms.max(1)),
             memory_limit_bytes: usize::try_from(section.memory_limit_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             cache_dir: cache::default_dir(),
+            pooling: None,
         }
     }
 }
@@ -78,12 +82,35 @@ struct RuntimeInner {
     pre: GatePre<HostState>,
     options: RuntimeOptions,
     replay: Arc<dyn ReplayGuard>,
-    ticker_stop: Arc<AtomicBool>,
+    _ticker: EpochTicker,
 }
 
-impl Drop for RuntimeInner {
+/// Advances the engine's epoch every `EPOCH_TICK` until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("agentgate-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map(drop)
+            .unwrap_or_else(|e| tracing::error!("could not start the epoch ticker, calls have no time budget: {e}"));
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -102,27 +129,38 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Compiles (or loads the cached compilation of) the component and links its imports.
     pub fn new(options: RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> anyhow::Result<Self> {
-        let mut config = wasmtime::Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config)?;
-        let bytes: std::borrow::Cow<'static, [u8]> = match (&options.component_file, options.crypto) {
-            (Some(path), _) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?.into(),
-            (None, CryptoPlacement::Guest) => PORTABLE_COMPONENT.into(),
-            (None, CryptoPlacement::Host) => ACCELERATED_COMPONENT.into(),
-        };
+        let (engine, ticker) = new_engine(&options)?;
+        let bytes = component_bytes(&options)?;
         let component = cache::load(&engine, &bytes, options.cache_dir.as_deref())?;
-        Runtime::from_component(engine, &component, options, replay)
+        Runtime::from_component(engine, ticker, &component, options, replay)
     }
 
-    fn from_component(engine: Engine, component: &Component, options: RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> anyhow::Result<Self> {
+    /// Like `new`, but with the component pre-initialized for `config` (see `preinit`): fresh
+    /// instances start with the verifier built. The snapshot is cached like any compiled artifact.
+    pub fn preinitialized(options: RuntimeOptions, replay: Arc<dyn ReplayGuard>, config: &EngineConfig) -> anyhow::Result<Self> {
+        let (engine, ticker) = new_engine(&options)?;
+        let bytes = component_bytes(&options)?;
+        let config_json = serde_json::to_string(config)?;
+        let component = cache::load_derived(&engine, &[&bytes, config_json.as_bytes(), b"preinit"], options.cache_dir.as_deref(), || {
+            // The snapshot is taken once; allow it a generous multiple of the create budget.
+            let ticks = ticks(options.create_timeout.saturating_mul(4));
+            preinit::preinitialize(&engine, &bytes, config, host_state(&options, Arc::clone(&replay)), ticks)
+        })?;
+        Runtime::from_component(engine, ticker, &component, options, replay)
+    }
+
+    fn from_component(
+        engine: Engine,
+        ticker: EpochTicker,
+        component: &Component,
+        options: RuntimeOptions,
+        replay: Arc<dyn ReplayGuard>,
+    ) -> anyhow::Result<Self> {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::add_to_linker(&mut linker)?;
         let pre = GatePre::new(linker.instantiate_pre(component)?)?;
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        start_epoch_ticker(engine.clone(), Arc::clone(&ticker_stop));
-        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, pre, options, replay, ticker_stop }) })
+        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, pre, options, replay, _ticker: ticker }) })
     }
 
     /// The wasmtime engine.
@@ -137,23 +175,60 @@ impl Runtime {
 
     /// A new instance with a verifier built from `config`.
     pub fn verifier(&self, config: &EngineConfig) -> Result<ComponentVerifier, VerifierError> {
-        let wit_config = Arc::new(bindings::config_to_wit(config));
-        let live = Live::create(&self.inner, &wit_config)?;
-        Ok(ComponentVerifier { runtime: Arc::clone(&self.inner), config: wit_config, live: Some(live), revocations: None })
+        let source = Source::Create(Arc::new(bindings::config_to_wit(config)));
+        let live = Live::create(&self.inner, &source)?;
+        Ok(ComponentVerifier { runtime: Arc::clone(&self.inner), source, live: Some(live), revocations: None })
+    }
+
+    /// A new instance of a pre-initialized component, handing out its preloaded verifier.
+    pub fn preloaded_verifier(&self) -> Result<ComponentVerifier, VerifierError> {
+        let live = Live::create(&self.inner, &Source::Preloaded)?;
+        Ok(ComponentVerifier { runtime: Arc::clone(&self.inner), source: Source::Preloaded, live: Some(live), revocations: None })
     }
 }
 
-fn start_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
-        .name("agentgate-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .map(drop)
-        .unwrap_or_else(|e| tracing::error!("could not start the epoch ticker, calls have no time budget: {e}"));
+/// An engine with epoch interruption and its ticker (stopped when the runtime is dropped).
+fn new_engine(options: &RuntimeOptions) -> anyhow::Result<(Engine, EpochTicker)> {
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    if let Some(instances) = options.pooling {
+        // A wasm32-wasip2 component instantiates a few core modules (the program plus adapter
+        // shims), each with a table and at most one memory.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances);
+        pool.total_core_instances(instances.saturating_mul(4));
+        pool.total_memories(instances.saturating_mul(2));
+        pool.total_tables(instances.saturating_mul(4));
+        pool.total_stacks(instances);
+        pool.max_memory_size(options.memory_limit_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    let engine = Engine::new(&config)?;
+    let ticker = EpochTicker::start(engine.clone());
+    Ok((engine, ticker))
+}
+
+fn component_bytes(options: &RuntimeOptions) -> anyhow::Result<std::borrow::Cow<'static, [u8]>> {
+    Ok(match (&options.component_file, options.crypto) {
+        (Some(path), _) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?.into(),
+        (None, CryptoPlacement::Guest) => PORTABLE_COMPONENT.into(),
+        (None, CryptoPlacement::Host) => ACCELERATED_COMPONENT.into(),
+    })
+}
+
+fn host_state(options: &RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> HostState {
+    let limits = StoreLimitsBuilder::new().memory_size(options.memory_limit_bytes).trap_on_grow_failure(true).build();
+    HostState { wasi: WasiCtx::builder().build(), table: Default::default(), limits, replay }
+}
+
+/// How an instance gets its verifier.
+#[derive(Clone)]
+enum Source {
+    /// `verifier.create(config)`.
+    Create(Arc<bindings::WitConfig>),
+    /// `verifier.preloaded()` of a pre-initialized component.
+    Preloaded,
 }
 
 fn ticks(budget: Duration) -> u64 {
@@ -168,22 +243,18 @@ struct Live {
 }
 
 impl Live {
-    fn create(rt: &RuntimeInner, config: &bindings::WitConfig) -> Result<Live, VerifierError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(rt.options.memory_limit_bytes)
-            .trap_on_grow_failure(true)
-            .build();
-        let state = HostState { wasi: WasiCtx::builder().build(), table: Default::default(), limits, replay: Arc::clone(&rt.replay) };
-        let mut store = Store::new(&rt.engine, state);
+    fn create(rt: &RuntimeInner, source: &Source) -> Result<Live, VerifierError> {
+        let mut store = Store::new(&rt.engine, host_state(&rt.options, Arc::clone(&rt.replay)));
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(rt.options.create_timeout));
         let bindings = rt.pre.instantiate(&mut store).map_err(|e| VerifierError::Runtime(explain_trap(e, rt.options.create_timeout)))?;
-        let created = bindings
-            .agentgate_verifier_engine()
-            .verifier()
-            .call_create(&mut store, config)
-            .map_err(|e| VerifierError::Runtime(explain_trap(e, rt.options.create_timeout)))?;
+        let exports = bindings.agentgate_verifier_engine().verifier();
+        let created = match source {
+            Source::Create(config) => exports.call_create(&mut store, config),
+            Source::Preloaded => exports.call_preloaded(&mut store),
+        }
+        .map_err(|e| VerifierError::Runtime(explain_trap(e, rt.options.create_timeout)))?;
         let verifier = created.map_err(VerifierError::Config)?;
         Ok(Live { store, bindings, verifier })
     }
@@ -193,7 +264,7 @@ impl Live {
 /// next call builds a fresh one.
 pub struct ComponentVerifier {
     runtime: Arc<RuntimeInner>,
-    config: Arc<bindings::WitConfig>,
+    source: Source,
     live: Option<Live>,
     /// The revocation list last set, re-applied to a fresh instance.
     revocations: Option<String>,
@@ -226,6 +297,18 @@ impl ComponentVerifier {
         }
     }
 
+    /// Builds the precomputed tables of the trusted keys now (for long-lived verifiers).
+    pub fn warm_up(&mut self) -> Result<(), String> {
+        let timeout = self.runtime.options.create_timeout;
+        let live = self.live_instance().map_err(|e| e.to_string())?;
+        live.store.set_epoch_deadline(ticks(timeout));
+        let result = live.bindings.agentgate_verifier_engine().verifier().call_warm_up(&mut live.store, live.verifier);
+        result.map_err(|e| {
+            self.live = None;
+            format!("{:#}", explain_trap(e, timeout))
+        })
+    }
+
     /// Replaces the revocation list inside the instance.
     pub fn set_revocations(&mut self, json: &str) -> Result<u32, String> {
         let timeout = self.runtime.options.call_timeout;
@@ -247,7 +330,7 @@ impl ComponentVerifier {
 
     fn live_instance(&mut self) -> Result<&mut Live, VerifierError> {
         if self.live.is_none() {
-            let mut live = Live::create(&self.runtime, &self.config)?;
+            let mut live = Live::create(&self.runtime, &self.source)?;
             if let Some(json) = &self.revocations {
                 let applied = live.bindings.agentgate_verifier_engine().verifier().call_set_revocations(&mut live.store, live.verifier, json);
                 match applied {

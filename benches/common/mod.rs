@@ -1,0 +1,100 @@
+//! Shared bench fixture: the mail demo, its TEST-ONLY keys, and calls with fresh proofs.
+
+// PANIC SAFETY: bench code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, dead_code)]
+
+use agentgate::config::{self, CryptoPlacement, LoadedConfig};
+use agentgate::mint::{self, AccessTokenSpec, KeyPair};
+use agentgate::replay::InMemoryReplayStore;
+use agentgate::{CheckRequest, ComponentVerifier, Engine, Runtime, RuntimeOptions};
+use agentgate_engine::{Credentials, EntityRef, HttpRequest};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const URI: &str = "https://mail.example.com/mailboxes/alice/messages";
+pub const ENTITIES: &str = r#"[{"uid":{"type":"Mailbox","id":"alice"},"attrs":{"owner":{"__entity":{"type":"User","id":"alice"}}},"parents":[]}]"#;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn key(name: &str) -> KeyPair {
+    KeyPair::from_jwk(&std::fs::read_to_string(root().join("policies/keys").join(name)).unwrap()).unwrap()
+}
+
+pub struct Fixture {
+    pub config: LoadedConfig,
+    pub issuer: KeyPair,
+    pub agent: KeyPair,
+    pub token: String,
+}
+
+impl Fixture {
+    pub fn mail() -> Self {
+        Fixture::with_config(config::load(&root().join("policies/mail/agentgate.toml")).unwrap())
+    }
+
+    pub fn with_config(config: LoadedConfig) -> Self {
+        let issuer = key("issuer.TEST-ONLY.private.jwk.json");
+        let agent = key("agent.TEST-ONLY.private.jwk.json");
+        let mut f = Fixture { config, issuer, agent, token: String::new() };
+        f.token = f.mint_token();
+        f
+    }
+
+    /// A fresh bound token for alice's assistant, valid for an hour.
+    pub fn mint_token(&self) -> String {
+        let mut spec = AccessTokenSpec::new("https://auth.demo.agentgate.dev", "alice", "https://mail.example.com");
+        spec.scopes = vec!["mail.read".into()];
+        spec.actors = vec!["spiffe://agents.example/mail-assistant".into()];
+        spec.lifetime_secs = 3600;
+        spec.bound_key = Some(self.agent.thumbprint());
+        spec.sign(&self.issuer)
+    }
+
+    /// A call with `token` and a fresh proof (minted outside the timed section).
+    pub fn call_with(&self, token: &str) -> CheckRequest {
+        let proof = mint::dpop_proof(&self.agent, "GET", URI, token, mint::now(), None);
+        CheckRequest {
+            credentials: Credentials { authorization: Some(format!("DPoP {token}")), dpop: Some(proof), agent_identity: None },
+            http: Some(HttpRequest { method: "GET".into(), uri: URI.into() }),
+            action: "mail:read".into(),
+            resource: EntityRef { type_name: "Mailbox".into(), id: "alice".into() },
+            context_json: None,
+            entities_json: Some(ENTITIES.into()),
+            now: None,
+        }
+    }
+
+    /// The repeated-token call: the fixture's token, a fresh proof.
+    pub fn call(&self) -> CheckRequest {
+        self.call_with(&self.token)
+    }
+
+    /// A first-seen call: a fresh token and a fresh proof.
+    pub fn fresh_call(&self) -> CheckRequest {
+        self.call_with(&self.mint_token())
+    }
+
+    /// The native engine, warmed up (issuer tables built) and with the agent key learned.
+    pub fn native(&self) -> Engine {
+        let engine = Engine::new(&self.config.engine, Box::new(InMemoryReplayStore::default())).unwrap();
+        engine.warm_up();
+        for _ in 0..3 {
+            assert!(engine.check(&self.call()).allowed);
+        }
+        engine
+    }
+
+    /// A component verifier in a long-lived instance, warmed up likewise.
+    pub fn component(&self, crypto: CryptoPlacement) -> ComponentVerifier {
+        let runtime = Runtime::new(RuntimeOptions { crypto, ..RuntimeOptions::default() }, Arc::new(InMemoryReplayStore::default())).unwrap();
+        let mut verifier = runtime.verifier(&self.config.engine).unwrap();
+        verifier.warm_up().unwrap();
+        for _ in 0..3 {
+            let d = verifier.check(&self.call());
+            assert!(d.allowed, "{d:?}");
+        }
+        verifier
+    }
+}
