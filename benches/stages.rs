@@ -50,13 +50,14 @@ fn dpop_checks(c: &mut Criterion) {
     let settings: Settings = serde_json::from_str(&f.config.engine.settings_json).unwrap();
     let verifier = RustCryptoVerifier::new();
     let jkt = f.agent.thumbprint();
+    let ath = dpop::ath(&f.token);
     let mut group = c.benchmark_group("dpop/verify");
     for (name, v) in [("rustcrypto_learned_key", &verifier as &dyn SignatureVerifier), ("aws_lc", &agentgate::native_crypto::AwsLcVerifier)] {
         group.bench_function(name, |b| {
             b.iter_batched(
                 || f.call().credentials.dpop.unwrap(),
                 |proof| {
-                    let check = ProofCheck { settings: &settings, now: agentgate::mint::now() as i64, method: "GET", uri: URI, access_token: &f.token, bound_key: &jkt, nonces: None };
+                    let check = ProofCheck { settings: &settings, now: agentgate::mint::now() as i64, method: "GET", uri: URI, ath: &ath, bound_key: &jkt, nonces: None };
                     dpop::verify(black_box(&proof), check, v).unwrap()
                 },
                 BatchSize::SmallInput,

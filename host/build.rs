@@ -6,6 +6,7 @@
 // PANIC SAFETY: a build script reports failure by panicking; every panic here says what to do.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
+use sha2::{Digest, Sha256};
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,8 +43,12 @@ fn main() {
 
     for variant in &VARIANTS {
         let wasm = build_variant(&root, &target_dir, &profile, variant);
-        std::fs::copy(&wasm, out_dir.join(variant.file))
-            .unwrap_or_else(|e| panic!("copying {} to OUT_DIR failed: {e}", wasm.display()));
+        let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()));
+        std::fs::write(out_dir.join(variant.file), &bytes).unwrap_or_else(|e| panic!("writing OUT_DIR: {e}"));
+        // The artifact cache is keyed by the component's digest; computing it here spares every
+        // start of the host hashing megabytes.
+        let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(out_dir.join(format!("{}.sha256", variant.file)), digest).unwrap_or_else(|e| panic!("writing OUT_DIR: {e}"));
     }
 }
 

@@ -54,12 +54,13 @@ fn rfc7515_a3_es256_verifies_and_tampering_fails() {
 #[test]
 fn rfc9449_figure_13_proof_passes_every_check() {
     let settings = settings();
+    let ath = dpop::ath(FIG14_TOKEN);
     let check = ProofCheck {
         settings: &settings,
         now: 1_562_262_618,
         method: "GET",
         uri: "https://resource.example.org/protectedresource",
-        access_token: FIG14_TOKEN,
+        ath: &ath,
         bound_key: FIG9_JKT,
         nonces: None,
     };
@@ -72,7 +73,8 @@ fn rfc9449_figure_13_proof_passes_every_check() {
     assert_eq!(other_method.outcome, Outcome::InvalidDpopProof);
     let other_uri = dpop::verify(FIG13_PROOF, ProofCheck { uri: "https://resource.example.org/other", ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_uri.outcome, Outcome::InvalidDpopProof);
-    let other_token = dpop::verify(FIG13_PROOF, ProofCheck { access_token: "another", ..check }, &RustCryptoVerifier::new()).unwrap_err();
+    let other_ath = dpop::ath("another");
+    let other_token = dpop::verify(FIG13_PROOF, ProofCheck { ath: &other_ath, ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_token.reason, "DPoP proof `ath` does not match the access token");
     let other_key = dpop::verify(FIG13_PROOF, ProofCheck { bound_key: "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U", ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_key.outcome, Outcome::InvalidToken);
@@ -91,9 +93,7 @@ fn rfc9449_figure_4_signature_and_figure_9_thumbprint() {
 
 #[test]
 fn rfc9449_ath_of_figure_14_token() {
-    use sha2::{Digest, Sha256};
-    let ath = agentgate_engine::jose::base64url::encode(&Sha256::digest(FIG14_TOKEN.as_bytes()));
-    assert_eq!(ath, "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
+    assert_eq!(dpop::ath(FIG14_TOKEN), "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo");
 }
 
 fn hex(s: &str) -> Vec<u8> {

@@ -27,6 +27,8 @@ pub struct VerifiedProof {
     pub jti: String,
     /// `iat`.
     pub issued_at: i64,
+    /// The request URI, normalized.
+    pub uri: String,
 }
 
 /// What a proof is checked against.
@@ -40,8 +42,8 @@ pub struct ProofCheck<'a> {
     pub method: &'a str,
     /// The request URI as the client addressed it.
     pub uri: &'a str,
-    /// The access token presented with the proof (for `ath`).
-    pub access_token: &'a str,
+    /// The expected `ath`: base64url(SHA-256(access token)), see `ath`.
+    pub ath: &'a str,
     /// The token's `cnf.jkt`.
     pub bound_key: &'a str,
     /// Server nonces, when configured.
@@ -92,8 +94,7 @@ pub fn verify(header: &str, check: ProofCheck<'_>, verifier: &dyn SignatureVerif
     if let Some(nonces) = check.nonces {
         check_nonce(c, nonces, check.now)?;
     }
-    let expected_ath = base64url::encode(&Sha256::digest(check.access_token.as_bytes()));
-    if ath != expected_ath {
+    if ath != check.ath {
         return Err(invalid("DPoP proof `ath` does not match the access token".into()));
     }
     let thumbprint = jwk.thumbprint();
@@ -106,7 +107,7 @@ pub fn verify(header: &str, check: ProofCheck<'_>, verifier: &dyn SignatureVerif
             quote(check.bound_key)
         )));
     }
-    Ok(VerifiedProof { thumbprint, jti: jti.to_owned(), issued_at })
+    Ok(VerifiedProof { thumbprint, jti: jti.to_owned(), issued_at, uri: request_uri })
 }
 
 fn check_age(iat: i64, check: ProofCheck<'_>) -> Result<(), Denial> {
@@ -133,6 +134,11 @@ fn check_nonce(claims: &JsonObject, nonces: &NonceIssuer, now: i64) -> Result<()
         Some(Value::String(n)) if nonces.accepts(n, now) => Ok(()),
         Some(_) => Err(Denial { reason: "DPoP proof `nonce` is not current; use the new server nonce".into(), ..fresh() }),
     }
+}
+
+/// `ath` for an access token (RFC 9449 §4.2): base64url(SHA-256(token)).
+pub fn ath(access_token: &str) -> String {
+    base64url::encode(&Sha256::digest(access_token.as_bytes()))
 }
 
 /// The replay-cache key for a proof: a hash, so the store holds neither raw `jti` values of

@@ -13,7 +13,7 @@ use crate::nonce::NonceIssuer;
 use crate::request::CheckRequest;
 use crate::revocation::{RevocationList, RevocationSubject};
 use crate::settings::{DpopMode, Settings};
-use crate::token_cache::TokenCache;
+use crate::token_cache::{TokenCache, TokenHash};
 use crate::trust::{TrustConfig, TrustStore};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -116,8 +116,7 @@ impl Engine {
 
     /// The access token for this call: from the cache when the same bytes were verified before
     /// (the clock is still checked), else verified and remembered.
-    fn access_token(&self, token: &str, check: TokenCheck<'_>) -> Result<Arc<VerifiedAccessToken>, Denial> {
-        let key = TokenCache::key(token);
+    fn access_token(&self, token: &str, key: TokenHash, check: TokenCheck<'_>) -> Result<Arc<VerifiedAccessToken>, Denial> {
         let cached = self.tokens.lock().ok().and_then(|c| c.get(&key));
         if let Some(verified) = cached {
             if let Err(reason) = access_token::check_times(&verified, check) {
@@ -193,7 +192,9 @@ impl Engine {
         step("authorization", format!("{scheme:?} scheme"));
 
         let check = TokenCheck { settings: &self.settings, trust: &self.trust, now };
-        let at = self.access_token(token, check)?;
+        // SHA-256 of the token: the cache key, and the `ath` a proof must carry.
+        let token_hash = TokenCache::key(token);
+        let at = self.access_token(token, token_hash, check)?;
         let (principal_kind, principal_id) = match at.chain.current() {
             Some(actor) => (PrincipalKind::Agent, actor.sub.clone()),
             None => (PrincipalKind::User, at.subject.clone()),
@@ -207,7 +208,7 @@ impl Engine {
             format!("valid: issuer `{}`, key `{}`, user `{}`, {} actor(s), expires at {}", at.issuer, at.kid, at.subject, at.chain.depth(), at.expires_at),
         );
 
-        let proof = self.check_binding(scheme, &at, token, req, now)?;
+        let proof = self.check_binding(scheme, &at, &token_hash, req, now)?;
         if let Some(p) = &proof {
             facts.key_thumbprint = Some(p.thumbprint.clone());
             step("dpop proof", format!("valid: key `{}`, bound to the token", p.thumbprint));
@@ -245,7 +246,10 @@ impl Engine {
             expires_in_secs: at.expires_at.saturating_sub(now).max(0),
             proof_bound: proof.is_some(),
             method: http.map(|h| h.method.clone()).unwrap_or_default(),
-            uri: http.and_then(|h| dpop::normalize_uri(&h.uri).ok()).unwrap_or_default(),
+            uri: match &proof {
+                Some(p) => p.uri.clone(),
+                None => http.and_then(|h| dpop::normalize_uri(&h.uri).ok()).unwrap_or_default(),
+            },
             key: proof.as_ref().map(|p| p.thumbprint.clone()).unwrap_or_default(),
             agent_verified: identity.is_some(),
             trust_domain: identity.as_ref().map(|i| i.spiffe_id.trust_domain().to_owned()).unwrap_or_default(),
@@ -283,7 +287,7 @@ impl Engine {
     }
 
     /// RFC 9449 §7 binding rules and the configured mode, then the proof itself.
-    fn check_binding(&self, scheme: Scheme, at: &VerifiedAccessToken, token: &str, req: &CheckRequest, now: i64) -> Result<Option<VerifiedProof>, Denial> {
+    fn check_binding(&self, scheme: Scheme, at: &VerifiedAccessToken, token_hash: &TokenHash, req: &CheckRequest, now: i64) -> Result<Option<VerifiedProof>, Denial> {
         let mode = self.settings.dpop.mode;
         let jkt = match (scheme, at.bound_key.as_deref(), mode) {
             (Scheme::Dpop, None, _) => {
@@ -307,12 +311,13 @@ impl Engine {
         let Some(http) = req.http.as_ref() else {
             return Err(Denial::request("a DPoP proof can only be checked with the request's HTTP method and URI (`http`)"));
         };
+        let ath = crate::jose::base64url::encode(token_hash);
         let check = ProofCheck {
             settings: &self.settings,
             now,
             method: &http.method,
             uri: &http.uri,
-            access_token: token,
+            ath: &ath,
             bound_key: jkt,
             nonces: self.nonces.as_ref(),
         };

@@ -11,7 +11,7 @@ pub mod revocations;
 pub mod scenario;
 pub mod wire;
 
-pub use agentgate_engine::{CheckRequest, Decision, Engine, EngineConfig, Outcome};
+pub use agentgate_engine::{CheckRequest, Decision, Engine, EngineConfig, Outcome, ReplayGuard};
 pub use component::{ComponentVerifier, Runtime, RuntimeOptions, VerifierError};
 
 /// Anything that decides calls: the component under wasmtime or the native engine. Tests and

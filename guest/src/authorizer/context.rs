@@ -2,10 +2,9 @@
 //! that fills in exactly what each action's schema declares.
 
 use super::schema_types::CedarType;
-use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy::{Context, EntityId, EntityUid, RestrictedExpression};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// Entity type of users (the token's `sub`).
 pub const USER_TYPE: &str = "User";
@@ -162,37 +161,98 @@ impl ContextPlan {
     }
 
     /// The Cedar context for one call, built directly from the declared types: engine values are
-    /// typed by construction and caller input is checked attribute by attribute, with errors that
-    /// name the attribute (`input.celsius must be a Long`).
-    pub fn build(&self, facts: &ContextFacts, input: Option<&Value>) -> Result<Context, String> {
-        let mut supplied = supplied_values(facts);
+    /// typed by construction (and were checked against the schema at load), caller input is
+    /// checked attribute by attribute, with errors that name the attribute
+    /// (`input.celsius must be a Long`).
+    pub fn build(&self, facts: &ContextFacts, input: Option<&Value>, names: &super::TypeNames) -> Result<Context, String> {
         let empty = Value::Object(Map::new());
         let mut pairs = Vec::with_capacity(self.declared.len());
         for (name, ty) in &self.declared {
-            // Engine values carry every attribute agentgate offers; the caller's input must match
-            // its declaration exactly.
-            let (value, undeclared) = if name == INPUT {
-                (input.unwrap_or(&empty).clone(), Undeclared::Reject)
+            let expr = if name == INPUT {
+                restricted(input.unwrap_or(&empty), ty, name, names)?
             } else {
-                (supplied.remove(name).unwrap_or(Value::Null), Undeclared::Skip)
+                supplied(facts, name, ty, names)?
             };
-            pairs.push((name.clone(), restricted(&value, ty, name, undeclared)?));
+            pairs.push((name.clone(), expr));
         }
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 }
 
-/// What to do with record attributes the schema does not declare.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Undeclared {
-    /// An error (caller input).
-    Reject,
-    /// Leave them out (engine values: only declared attributes are filled in).
-    Skip,
+/// One engine-supplied value, found by its attribute path.
+enum Fact<'a> {
+    Str(&'a str),
+    Long(i64),
+    Bool(bool),
+    Strings(&'a [String]),
+    Actors(&'a [String]),
+    User(&'a str),
 }
 
-/// Converts a JSON value into a Cedar value of the declared type.
-fn restricted(value: &Value, ty: &CedarType, path: &str, undeclared: Undeclared) -> Result<RestrictedExpression, String> {
+fn fact<'a>(facts: &'a ContextFacts, path: &str) -> Option<Fact<'a>> {
+    Some(match path {
+        "user" => Fact::User(&facts.user),
+        "scopes" => Fact::Strings(&facts.scopes),
+        "delegation.depth" => Fact::Long(i64::try_from(facts.chain.len()).unwrap_or(i64::MAX)),
+        "delegation.chain" => Fact::Strings(&facts.chain),
+        "delegation.actors" => Fact::Actors(&facts.chain),
+        "token.issuer" => Fact::Str(&facts.issuer),
+        "token.id" => Fact::Str(&facts.token_id),
+        "token.client_id" => Fact::Str(&facts.client_id),
+        "token.age_secs" => Fact::Long(facts.age_secs),
+        "token.lifetime_secs" => Fact::Long(facts.lifetime_secs),
+        "token.expires_in_secs" => Fact::Long(facts.expires_in_secs),
+        "proof.bound" => Fact::Bool(facts.proof_bound),
+        "proof.method" => Fact::Str(&facts.method),
+        "proof.uri" => Fact::Str(&facts.uri),
+        "proof.key" => Fact::Str(&facts.key),
+        "agent.verified" => Fact::Bool(facts.agent_verified),
+        "agent.trust_domain" => Fact::Str(&facts.trust_domain),
+        "agent.id" => Fact::Str(&facts.agent_id),
+        _ => return None,
+    })
+}
+
+/// An engine-supplied attribute as a Cedar value, restricted to what `ty` declares. The load-time
+/// check (`compatible`) guarantees every declared path exists with this type.
+fn supplied(facts: &ContextFacts, path: &str, ty: &CedarType, names: &super::TypeNames) -> Result<RestrictedExpression, String> {
+    if let CedarType::Record(attrs) = ty {
+        let fields = attrs
+            .iter()
+            .map(|(name, (attr_ty, _))| Ok((name.clone(), supplied(facts, &format!("{path}.{name}"), attr_ty, names)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        return RestrictedExpression::new_record(fields).map_err(|e| format!("`{path}`: {e}"));
+    }
+    let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
+    match fact(facts, path).ok_or_else(|| format!("`{path}` is not supplied by agentgate"))? {
+        Fact::Str(s) => Ok(string(s)),
+        Fact::Long(n) => Ok(RestrictedExpression::new_long(n)),
+        Fact::Bool(b) => Ok(RestrictedExpression::new_bool(b)),
+        Fact::Strings(items) => Ok(RestrictedExpression::new_set(items.iter().map(|s| string(s)))),
+        Fact::Actors(chain) => {
+            let CedarType::Set(element) = ty else { return Err(format!("`{path}` must be a set")) };
+            let CedarType::Record(attrs) = element.as_ref() else { return Err(format!("`{path}` must be a set of records")) };
+            let actors = chain.iter().enumerate().map(|(i, id)| {
+                let position = i64::try_from(i + 1).unwrap_or(i64::MAX);
+                let fields = attrs.keys().filter_map(|name| match name.as_str() {
+                    "id" => Some((name.clone(), string(id))),
+                    "position" => Some((name.clone(), RestrictedExpression::new_long(position))),
+                    _ => None,
+                });
+                RestrictedExpression::new_record(fields).map_err(|e| format!("`{path}`: {e}"))
+            });
+            Ok(RestrictedExpression::new_set(actors.collect::<Result<Vec<_>, String>>()?))
+        }
+        Fact::User(id) => {
+            let user = names.get(USER_TYPE).ok_or("the schema has no `User` type")?;
+            Ok(RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(user, EntityId::new(id))))
+        }
+    }
+}
+
+/// Converts caller JSON into a Cedar value of the declared type; attributes the schema does not
+/// declare are an error.
+fn restricted(value: &Value, ty: &CedarType, path: &str, names: &super::TypeNames) -> Result<RestrictedExpression, String> {
     let wrong = || format!("`{path}` must be {}", describe(ty));
     match ty {
         CedarType::Bool => value.as_bool().map(RestrictedExpression::new_bool).ok_or_else(wrong),
@@ -200,20 +260,18 @@ fn restricted(value: &Value, ty: &CedarType, path: &str, undeclared: Undeclared)
         CedarType::String => value.as_str().map(|s| RestrictedExpression::new_string(s.to_owned())).ok_or_else(wrong),
         CedarType::Set(element) => {
             let items = value.as_array().ok_or_else(wrong)?;
-            let converted = items.iter().map(|v| restricted(v, element, &format!("{path}[]"), undeclared)).collect::<Result<Vec<_>, _>>()?;
+            let converted = items.iter().map(|v| restricted(v, element, &format!("{path}[]"), names)).collect::<Result<Vec<_>, _>>()?;
             Ok(RestrictedExpression::new_set(converted))
         }
         CedarType::Record(attrs) => {
             let object = value.as_object().ok_or_else(wrong)?;
-            if undeclared == Undeclared::Reject {
-                if let Some(extra) = object.keys().find(|k| !attrs.contains_key(*k)) {
-                    return Err(format!("`{path}.{extra}` is not declared in the schema"));
-                }
+            if let Some(extra) = object.keys().find(|k| !attrs.contains_key(*k)) {
+                return Err(format!("`{path}.{extra}` is not declared in the schema"));
             }
             let mut fields = Vec::with_capacity(attrs.len());
             for (name, (attr_ty, required)) in attrs {
                 match object.get(name) {
-                    Some(v) => fields.push((name.clone(), restricted(v, attr_ty, &format!("{path}.{name}"), undeclared)?)),
+                    Some(v) => fields.push((name.clone(), restricted(v, attr_ty, &format!("{path}.{name}"), names)?)),
                     None if *required => return Err(format!("`{path}.{name}` is required")),
                     None => {}
                 }
@@ -229,7 +287,7 @@ fn restricted(value: &Value, ty: &CedarType, path: &str, undeclared: Undeclared)
             if type_name != expected {
                 return Err(format!("`{path}` must be an entity of type `{expected}`, not `{type_name}`"));
             }
-            let ty = EntityTypeName::from_str(type_name).map_err(|_| wrong())?;
+            let ty = names.get(type_name).ok_or_else(wrong)?;
             Ok(RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(ty, EntityId::new(id))))
         }
         CedarType::Extension(name) => {

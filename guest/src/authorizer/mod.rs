@@ -16,8 +16,10 @@ use context::{AGENT_TYPE, ContextFacts, ContextPlan, USER_TYPE};
 use diagnostics::{describe, locate};
 use policies::{LoadedPolicies, PolicySource};
 use schema_types::SchemaJson;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 /// A named source text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -37,6 +39,38 @@ pub struct Authorizer {
     plans: HashMap<String, ContextPlan>,
     action_entities: Entities,
     cedar: CedarAuthorizer,
+    /// Entity type names of the schema, parsed once: Cedar's parser is slow next to a lookup.
+    type_names: TypeNames,
+    /// Parsed entity documents by SHA-256: callers send the same few documents again and again.
+    entities: Mutex<HashMap<[u8; 32], Arc<Entities>>>,
+    /// Principal and resource types each action applies to.
+    applies_to: HashMap<String, AppliesTo>,
+    /// The schema declares enumerated entity types, whose ids only Cedar's request validation
+    /// checks.
+    has_enums: bool,
+}
+
+#[derive(Debug, Default)]
+struct AppliesTo {
+    principals: Vec<EntityTypeName>,
+    resources: Vec<EntityTypeName>,
+}
+
+/// Most entity documents kept parsed.
+const ENTITIES_CACHE_ENTRIES: usize = 256;
+
+/// Entity type names by their text.
+#[derive(Debug, Clone, Default)]
+pub struct TypeNames(HashMap<String, EntityTypeName>);
+
+impl TypeNames {
+    /// The parsed name, from the table or, for names outside the schema, Cedar's parser.
+    pub fn get(&self, name: &str) -> Option<EntityTypeName> {
+        match self.0.get(name) {
+            Some(t) => Some(t.clone()),
+            None => EntityTypeName::from_str(name).ok(),
+        }
+    }
 }
 
 /// Who is asking.
@@ -168,7 +202,32 @@ impl Authorizer {
             return Err(lines.join("\n"));
         }
         let action_entities = schema.action_entities().map_err(|e| format!("{}: {e}", schema_file.name))?;
-        Ok(Authorizer { schema, policies, plans, action_entities, cedar: CedarAuthorizer::new() })
+        let mut applies_to = HashMap::new();
+        for action in plans.keys() {
+            let uid = EntityUid::from_type_name_and_id(
+                EntityTypeName::from_str("Action").map_err(|e| e.to_string())?,
+                EntityId::new(action),
+            );
+            let principals = schema.principals_for_action(&uid).map(|i| i.cloned().collect()).unwrap_or_default();
+            let resources = schema.resources_for_action(&uid).map(|i| i.cloned().collect()).unwrap_or_default();
+            applies_to.insert(action.clone(), AppliesTo { principals, resources });
+        }
+        let has_enums = schema_json.has_enum_entities();
+        let mut names: HashMap<String, EntityTypeName> = schema.entity_types().map(|t| (t.to_string(), t.clone())).collect();
+        if let Ok(action) = EntityTypeName::from_str("Action") {
+            names.insert("Action".into(), action);
+        }
+        Ok(Authorizer {
+            schema,
+            policies,
+            plans,
+            action_entities,
+            cedar: CedarAuthorizer::new(),
+            type_names: TypeNames(names),
+            entities: Mutex::new(HashMap::new()),
+            applies_to,
+            has_enums,
+        })
     }
 
     /// The policy set.
@@ -197,10 +256,12 @@ impl Authorizer {
         let Some(plan) = self.plans.get(call.action) else {
             return Err(Denial::request(format!("action {} is not declared in the schema", quote(call.action))));
         };
-        let principal = uid(call.principal_kind.type_name(), call.principal_id)?;
-        let action = uid("Action", call.action)?;
-        let resource_type = EntityTypeName::from_str(&call.resource.type_name)
-            .map_err(|_| Denial::request(format!("resource type {} is not a Cedar entity type name", quote(&call.resource.type_name))))?;
+        let principal = self.uid(call.principal_kind.type_name(), call.principal_id)?;
+        let action = self.uid("Action", call.action)?;
+        let resource_type = self
+            .type_names
+            .get(&call.resource.type_name)
+            .ok_or_else(|| Denial::request(format!("resource type {} is not a Cedar entity type name", quote(&call.resource.type_name))))?;
         let resource = EntityUid::from_type_name_and_id(resource_type, EntityId::new(&call.resource.id));
 
         let input = match call.input {
@@ -216,10 +277,18 @@ impl Authorizer {
             },
         };
         let context = plan
-            .build(call.facts, input.as_ref())
+            .build(call.facts, input.as_ref(), &self.type_names)
             .map_err(|e| Denial::request(format!("context does not match the schema of action {}: {e}", quote(call.action))))?;
         let parts = RequestParts { principal: principal.clone(), action: action.clone(), resource: resource.clone(), input };
-        let request = Request::new(principal, action, resource, context, Some(&self.schema)).map_err(|e| request_error(e, call))?;
+        // Engine values are typed by construction against a context checked at load, so Cedar's
+        // request validation is only needed for what the caller shaped: `input` (already checked
+        // attribute by attribute, validated again here) and enumerated entity ids.
+        let request = if parts.input.is_some() || self.has_enums {
+            Request::new(principal, action, resource, context, Some(&self.schema)).map_err(|e| request_error(e, call))?
+        } else {
+            self.check_applies_to(call, &principal, &resource)?;
+            Request::new(principal, action, resource, context, None).map_err(|e| request_error(e, call))?
+        };
         Ok((request, parts))
     }
 
@@ -230,9 +299,8 @@ impl Authorizer {
         let entities = match call.entities {
             None => &self.action_entities,
             Some(text) => {
-                parsed_entities = Entities::from_json_str(text, Some(&self.schema))
-                    .map_err(|e| Denial::request(format!("`entities` are invalid: {}", describe(&e))))?;
-                &parsed_entities
+                parsed_entities = self.parse_entities(text)?;
+                parsed_entities.as_ref()
             }
         };
         let response = self.cedar.is_authorized(&request, &self.policies.set, entities);
@@ -251,9 +319,51 @@ impl Authorizer {
     }
 }
 
-fn uid(type_name: &str, id: &str) -> Result<EntityUid, Denial> {
-    let ty = EntityTypeName::from_str(type_name).map_err(|_| Denial::request(format!("{} is not a Cedar type name", quote(type_name))))?;
-    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+impl Authorizer {
+    /// The principal and resource types must be ones the action applies to (what Cedar's request
+    /// validation would check).
+    fn check_applies_to(&self, call: &AuthzCall<'_>, principal: &EntityUid, resource: &EntityUid) -> Result<(), Denial> {
+        let Some(applies) = self.applies_to.get(call.action) else {
+            return Err(Denial::request(format!("action {} is not declared in the schema", quote(call.action))));
+        };
+        if !applies.principals.contains(&principal.type_name().clone()) {
+            return Err(Denial::new(
+                Outcome::PolicyDenied,
+                format!("the schema does not let a `{}` principal perform {}", call.principal_kind.type_name(), quote(call.action)),
+            ));
+        }
+        if !applies.resources.contains(&resource.type_name().clone()) {
+            return Err(Denial::request(format!(
+                "request does not match the schema: resource type `{}` is not valid for `Action::\"{}\"`",
+                resource.type_name(),
+                call.action.escape_default()
+            )));
+        }
+        Ok(())
+    }
+
+    fn uid(&self, type_name: &str, id: &str) -> Result<EntityUid, Denial> {
+        let ty = self.type_names.get(type_name).ok_or_else(|| Denial::request(format!("{} is not a Cedar type name", quote(type_name))))?;
+        Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+    }
+
+    /// Parses (and validates against the schema) an entities document, or takes it from the cache.
+    fn parse_entities(&self, text: &str) -> Result<Arc<Entities>, Denial> {
+        let key: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if let Some(hit) = self.entities.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let parsed = Arc::new(
+            Entities::from_json_str(text, Some(&self.schema)).map_err(|e| Denial::request(format!("`entities` are invalid: {}", describe(&e))))?,
+        );
+        if let Ok(mut cache) = self.entities.lock() {
+            if cache.len() >= ENTITIES_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, Arc::clone(&parsed));
+        }
+        Ok(parsed)
+    }
 }
 
 /// A principal type the action does not apply to can never be permitted: that is the policy

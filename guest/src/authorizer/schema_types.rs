@@ -75,6 +75,15 @@ impl SchemaJson {
         }
     }
 
+    /// True if any namespace declares an enumerated entity type (`entity Color enum [...]`).
+    pub fn has_enum_entities(&self) -> bool {
+        self.namespaces.values().any(|ns| {
+            ns.get("entityTypes")
+                .and_then(Value::as_object)
+                .is_some_and(|types| types.values().any(|t| t.get("enum").is_some()))
+        })
+    }
+
     /// Names of the actions declared in the empty namespace.
     pub fn action_names(&self) -> Vec<String> {
         self.namespace("")

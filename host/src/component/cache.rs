@@ -20,12 +20,18 @@ pub fn default_dir() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("agentgate"))
 }
 
-/// Loads `bytes` as a component, through the cache in `dir` when there is one.
-pub fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> anyhow::Result<Component> {
+/// SHA-256 of `bytes`, hex.
+pub fn hex_digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Loads `bytes` (whose SHA-256 is `digest`) as a component, through the cache in `dir` when
+/// there is one.
+pub fn load(engine: &Engine, bytes: &[u8], digest: &str, dir: Option<&Path>) -> anyhow::Result<Component> {
     let Some(dir) = dir else {
         return Ok(Component::new(engine, bytes)?);
     };
-    let path = dir.join(format!("{}.cwasm", artifact_key(engine, bytes)));
+    let path = dir.join(format!("{}.cwasm", artifact_key(engine, digest.as_bytes())));
     if path.exists() {
         match deserialize(engine, &path) {
             Ok(component) => return Ok(component),
@@ -98,7 +104,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// SHA-256 of the component and of wasmtime's compatibility hash (version, flags, target).
+/// SHA-256 of what identifies the component (its digest, or digests of its inputs) and of
+/// wasmtime's compatibility hash (version, flags, target).
 fn artifact_key(engine: &Engine, bytes: &[u8]) -> String {
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut compat);

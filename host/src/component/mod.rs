@@ -22,6 +22,10 @@ use wasmtime_wasi::WasiCtx;
 pub const PORTABLE_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gate.wasm"));
 /// The `gate-accelerated` component: ES256 is imported from the host.
 pub const ACCELERATED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gate_accelerated.wasm"));
+/// SHA-256 (hex) of `PORTABLE_COMPONENT`, computed at build time.
+const PORTABLE_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/agentgate_gate.wasm.sha256"));
+/// SHA-256 (hex) of `ACCELERATED_COMPONENT`, computed at build time.
+const ACCELERATED_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/agentgate_gate_accelerated.wasm.sha256"));
 
 /// How often the epoch advances; call budgets are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -130,8 +134,8 @@ impl Runtime {
     /// Compiles (or loads the cached compilation of) the component and links its imports.
     pub fn new(options: RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> anyhow::Result<Self> {
         let (engine, ticker) = new_engine(&options)?;
-        let bytes = component_bytes(&options)?;
-        let component = cache::load(&engine, &bytes, options.cache_dir.as_deref())?;
+        let (bytes, digest) = component_bytes(&options)?;
+        let component = cache::load(&engine, &bytes, &digest, options.cache_dir.as_deref())?;
         Runtime::from_component(engine, ticker, &component, options, replay)
     }
 
@@ -139,9 +143,9 @@ impl Runtime {
     /// instances start with the verifier built. The snapshot is cached like any compiled artifact.
     pub fn preinitialized(options: RuntimeOptions, replay: Arc<dyn ReplayGuard>, config: &EngineConfig) -> anyhow::Result<Self> {
         let (engine, ticker) = new_engine(&options)?;
-        let bytes = component_bytes(&options)?;
+        let (bytes, digest) = component_bytes(&options)?;
         let config_json = serde_json::to_string(config)?;
-        let component = cache::load_derived(&engine, &[&bytes, config_json.as_bytes(), b"preinit"], options.cache_dir.as_deref(), || {
+        let component = cache::load_derived(&engine, &[digest.as_bytes(), config_json.as_bytes(), b"preinit"], options.cache_dir.as_deref(), || {
             // The snapshot is taken once; allow it a generous multiple of the create budget.
             let ticks = ticks(options.create_timeout.saturating_mul(4));
             preinit::preinitialize(&engine, &bytes, config, host_state(&options, Arc::clone(&replay)), ticks)
@@ -209,11 +213,16 @@ fn new_engine(options: &RuntimeOptions) -> anyhow::Result<(Engine, EpochTicker)>
     Ok((engine, ticker))
 }
 
-fn component_bytes(options: &RuntimeOptions) -> anyhow::Result<std::borrow::Cow<'static, [u8]>> {
+/// The component to run and its SHA-256 (hex).
+fn component_bytes(options: &RuntimeOptions) -> anyhow::Result<(std::borrow::Cow<'static, [u8]>, String)> {
     Ok(match (&options.component_file, options.crypto) {
-        (Some(path), _) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?.into(),
-        (None, CryptoPlacement::Guest) => PORTABLE_COMPONENT.into(),
-        (None, CryptoPlacement::Host) => ACCELERATED_COMPONENT.into(),
+        (Some(path), _) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let digest = cache::hex_digest(&bytes);
+            (bytes.into(), digest)
+        }
+        (None, CryptoPlacement::Guest) => (PORTABLE_COMPONENT.into(), PORTABLE_DIGEST.trim().to_owned()),
+        (None, CryptoPlacement::Host) => (ACCELERATED_COMPONENT.into(), ACCELERATED_DIGEST.trim().to_owned()),
     })
 }
 
