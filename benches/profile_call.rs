@@ -1,7 +1,7 @@
 //! Not a criterion bench: a loop for profilers (`perf record`, `valgrind --tool=callgrind`).
 //! Pre-mints the requests, then decides them on one host, so a profile shows the call alone.
 //!
-//! `cargo bench --bench profile_call -- native|guest|host [N]`
+//! `cargo bench --bench profile_call -- native|native-awslc|guest|host [ROUNDS]`
 
 // PANIC SAFETY: bench code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -36,6 +36,10 @@ fn main() {
             let mut v = runtime.verifier(&f.config.engine).unwrap();
             v.warm_up().unwrap();
             Box::new(v)
+        }
+        "native-awslc" => {
+            let engine = Engine::with_verifier(&f.config.engine, Box::new(AcceptAll), Box::new(agentgate::native_crypto::AwsLcVerifier)).unwrap();
+            Box::new(engine)
         }
         _ => {
             let engine = Engine::new(&f.config.engine, Box::new(AcceptAll)).unwrap();

@@ -1,8 +1,10 @@
 //! Subcommands. One struct per subcommand; every flag documented so `--help` is enough.
 
 mod check;
+mod component;
 mod demo;
 mod mint;
+mod resolve;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -33,7 +35,9 @@ enum Command {
     Check(check::CheckArgs),
     Validate(validate::ValidateArgs),
     Demo(demo::DemoArgs),
+    Component(component::ComponentArgs),
     Mint(mint::MintArgs),
+    Resolve(resolve::ResolveArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -44,7 +48,9 @@ pub fn run() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Component(args) => component::run(args),
         Command::Mint(args) => mint::run(args),
+        Command::Resolve(args) => resolve::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

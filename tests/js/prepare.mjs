@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+// Prepares everything the JavaScript host's tests need, from the Rust build:
+//
+//   build/components/gate.wasm, gate-accelerated.wasm   `agentgate component --crypto guest|host`
+//   build/gate/, build/gate-accelerated/                 `jco transpile --instantiation async`
+//   build/configs/index.json + *.json                    `agentgate resolve` for every config the
+//                                                        vectors name (and the demo configs)
+//   build/manifest.json                                  versions, sizes, hashes, timings
+//
+// Usage:  node prepare.mjs            (from tests/js, after `npm ci`)
+// Env:    AGENTGATE_BIN            the agentgate binary (default ../../target/release/agentgate)
+//         AGENTGATE_COMPONENT_DIR  take agentgate_gate.wasm / agentgate_gate_accelerated.wasm from
+//                                  this directory instead of `agentgate component`
+//         AGENTGATE_JS_BUILD       output directory (default ./build)
+//         AGENTGATE_VECTORS        vector directory (default ../vectors)
+//
+// Configs are resolved from absolute paths, as the Rust vector test loads them
+// (`root().join(config)`), so source names in reasons and policy ids agree byte for byte.
+
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+const bin = resolve(process.env.AGENTGATE_BIN ?? join(root, 'target', 'release', 'agentgate'));
+const out = resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'));
+const vectors = resolve(process.env.AGENTGATE_VECTORS ?? join(here, '..', 'vectors'));
+const jcoBin = join(here, 'node_modules', '@bytecodealliance', 'jco', 'dist', 'jco.js');
+
+/** Configs every run prepares besides those the vectors name (the edge worker and bench use the demo). */
+const EXTRA_CONFIGS = ['policies/mail/agentgate.toml', 'policies/home/agentgate.toml'];
+
+const WORLDS = [
+  { world: 'gate', crypto: 'guest', built: 'agentgate_gate.wasm' },
+  { world: 'gate-accelerated', crypto: 'host', built: 'agentgate_gate_accelerated.wasm' },
+];
+
+function run(cmd, args, options = {}) {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20, ...options });
+  } catch (e) {
+    const detail = e.stderr?.toString().trim() || e.message;
+    throw new Error(`${cmd} ${args.join(' ')} failed:\n${detail}`);
+  }
+}
+
+const ms = (t0) => Math.round(Number(process.hrtime.bigint() - t0) / 1e6);
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+function main() {
+  if (!existsSync(bin) && !process.env.AGENTGATE_COMPONENT_DIR) {
+    throw new Error(`no agentgate binary at ${bin}: build it (cargo build --release -p agentgate) or set AGENTGATE_BIN`);
+  }
+  if (!existsSync(jcoBin)) throw new Error('jco is not installed: run `npm ci` in tests/js first');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(join(out, 'components'), { recursive: true });
+  mkdirSync(join(out, 'configs'), { recursive: true });
+
+  const jcoVersion = JSON.parse(readFileSync(join(here, 'node_modules', '@bytecodealliance', 'jco', 'package.json'), 'utf8')).version;
+  const shimVersion = JSON.parse(readFileSync(join(here, 'node_modules', '@bytecodealliance', 'preview2-shim', 'package.json'), 'utf8')).version;
+  const manifest = { agentgate_bin: bin, jco: jcoVersion, preview2_shim: shimVersion, node: process.version, components: {}, configs: {} };
+
+  // 1. The components, exactly as the wasmtime host embeds them.
+  for (const { world, crypto, built } of WORLDS) {
+    const file = join(out, 'components', `${world}.wasm`);
+    if (process.env.AGENTGATE_COMPONENT_DIR) {
+      copyFileSync(join(process.env.AGENTGATE_COMPONENT_DIR, built), file);
+    } else {
+      run(bin, ['component', '--out', file, '--crypto', crypto]);
+    }
+    const bytes = readFileSync(file);
+
+    // 2. Transpile: ES module + core wasm; `--instantiation async` so every verifier gets its own
+    //    instance with its own imports (replay store, crypto), from modules compiled once.
+    const t0 = process.hrtime.bigint();
+    run(process.execPath, [jcoBin, 'transpile', file, '--name', world, '--out-dir', join(out, world), '--instantiation', 'async', '--quiet']);
+    const transpileMs = ms(t0);
+    const core = readdirSync(join(out, world)).filter((f) => f.endsWith('.wasm'));
+    const coreBytes = core.reduce((n, f) => n + readFileSync(join(out, world, f)).length, 0);
+    const jsBytes = readFileSync(join(out, world, `${world}.js`)).length;
+    manifest.components[world] = {
+      bytes: bytes.length,
+      gzip9_bytes: gzipSync(bytes, { level: 9 }).length,
+      sha256: sha256(bytes),
+      transpile_ms: transpileMs,
+      core_wasm_bytes: coreBytes,
+      js_bytes: jsBytes,
+    };
+  }
+
+  // 3. Every configuration the vectors name, resolved by the Rust loader.
+  const names = new Set(EXTRA_CONFIGS);
+  for (const f of readdirSync(vectors).filter((f) => f.endsWith('.json')).sort()) {
+    names.add(JSON.parse(readFileSync(join(vectors, f), 'utf8')).config);
+  }
+  const index = {};
+  for (const name of [...names].sort()) {
+    const file = `${name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.json`;
+    const json = run(bin, ['resolve', '--config', join(root, name)]);
+    JSON.parse(json); // must be JSON
+    writeFileSync(join(out, 'configs', file), json);
+    index[name] = file;
+  }
+  writeFileSync(join(out, 'configs', 'index.json'), `${JSON.stringify(index, null, 2)}\n`);
+  manifest.configs = index;
+  writeFileSync(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+
+  for (const [world, c] of Object.entries(manifest.components)) {
+    console.log(`${world}: ${c.bytes} bytes (gzip -9: ${c.gzip9_bytes}), transpiled in ${c.transpile_ms} ms by jco ${jcoVersion}`);
+  }
+  console.log(`${Object.keys(index).length} configs resolved into ${join(out, 'configs')}`);
+}
+
+try {
+  main();
+} catch (e) {
+  console.error(`prepare: ${e.message}`);
+  process.exit(1);
+}
