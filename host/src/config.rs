@@ -50,6 +50,116 @@ pub struct ConfigFile {
     /// Sandbox limits for the component.
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// `agentgate serve`: listener, trusted proxies, size limits.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Forward-auth route table: HTTP method + path template → Cedar action and resource.
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+    /// MCP Streamable-HTTP endpoint, authorized per tool from its `Mcp-Method` / `Mcp-Name`.
+    #[serde(default)]
+    pub mcp: Option<McpEntry>,
+    /// Decision audit log.
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on.
+    pub listen: String,
+    /// Origins (`scheme://host[:port]`) clients use to reach the protected service. The external
+    /// URI a DPoP proof must name is built from one of these — never from an unchecked `Host`.
+    pub external_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed (CIDR).
+    pub trusted_proxies: Vec<String>,
+    /// Path prefix of the forward-auth endpoint (Envoy appends the original path to it).
+    pub forward_auth_prefix: String,
+    /// The identifier of this PDP in AuthZEN metadata (default `http://<listen>`).
+    pub pdp_url: Option<String>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Largest accepted total size of request headers.
+    pub max_header_bytes: usize,
+    /// Idle verifier instances kept per worker pool.
+    pub pool_size: usize,
+    /// Seconds between checks of the configuration files for changes.
+    pub watch_interval_secs: u64,
+    /// Seconds between refreshes of JWKS fetched from URLs.
+    pub jwks_refresh_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8181".into(),
+            external_origins: Vec::new(),
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            forward_auth_prefix: "/forward-auth".into(),
+            pdp_url: None,
+            max_body_bytes: 256 * 1024,
+            max_header_bytes: 32 * 1024,
+            pool_size: 64,
+            watch_interval_secs: 1,
+            jwks_refresh_secs: 300,
+        }
+    }
+}
+
+/// `[[routes]]`: one HTTP route of the protected service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    /// HTTP method, or `*` for any.
+    pub method: String,
+    /// Path template: `/mailboxes/{owner}/messages`; `{name}` captures one segment, a final `*`
+    /// matches the rest.
+    pub path: String,
+    /// Cedar action.
+    pub action: String,
+    /// The resource, with captures substituted.
+    pub resource: RouteResource,
+}
+
+/// The resource of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteResource {
+    /// Entity type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Entity id template, e.g. `{owner}`.
+    pub id: String,
+    /// Attributes of the resource entity (strings may use captures; `{type, id}` tables are
+    /// entity references).
+    #[serde(default)]
+    pub attrs: toml::Table,
+}
+
+/// `[mcp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpEntry {
+    /// The MCP endpoint path.
+    pub path: String,
+    /// Resource id for calls that name no tool, prompt or resource (`McpServer::"<server>"`).
+    pub server: String,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// `-` for standard output, or a file to append to.
+    pub path: String,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection { path: "-".into() }
+    }
 }
 
 /// `[[issuers]]`.
@@ -58,8 +168,30 @@ pub struct ConfigFile {
 pub struct IssuerEntry {
     /// The exact `iss`.
     pub issuer: String,
-    /// JWKS file.
-    pub jwks: PathBuf,
+    /// JWKS: a file, or an `https://` URL (fetched, cached, refreshed in the background; plain
+    /// `http://` only for loopback addresses, for tests).
+    pub jwks: String,
+}
+
+/// Fetches JWKS documents named by URL.
+pub trait JwksFetcher {
+    /// The document at `url`.
+    fn fetch(&self, url: &str) -> Result<String, String>;
+}
+
+/// A fetcher that refuses every URL (for commands that must not touch the network).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFetch;
+
+impl JwksFetcher for NoFetch {
+    fn fetch(&self, url: &str) -> Result<String, String> {
+        Err(format!("`{url}`: fetching JWKS over the network is not enabled here"))
+    }
+}
+
+/// True if `jwks` names a URL rather than a file.
+pub fn is_url(jwks: &str) -> bool {
+    jwks.starts_with("https://") || jwks.starts_with("http://")
 }
 
 /// `[[trust_domains]]`.
@@ -165,8 +297,13 @@ pub struct LoadedConfig {
     pub sources: Vec<PathBuf>,
 }
 
-/// Reads `path` and every file it names.
+/// Reads `path` and every file it names; JWKS URLs are fetched with the default HTTPS client.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    load_with(path, &crate::jwks_fetch::HttpsFetcher::default())
+}
+
+/// Reads `path` and every file it names, fetching JWKS URLs with `fetcher`.
+pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::at(path, e))?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::at(path, e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -198,8 +335,13 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 
     let mut trust = TrustConfig::default();
     for issuer in &file.issuers {
-        let (full, jwks) = read(join(dir, &issuer.jwks))?;
-        trust.issuers.push(IssuerSource { issuer: issuer.issuer.clone(), jwks, source: full.display().to_string() });
+        if is_url(&issuer.jwks) {
+            let jwks = fetcher.fetch(&issuer.jwks).map_err(|e| ConfigError::at(path, format!("issuer `{}`: {e}", issuer.issuer)))?;
+            trust.issuers.push(IssuerSource { issuer: issuer.issuer.clone(), jwks, source: issuer.jwks.clone() });
+        } else {
+            let (full, jwks) = read(join(dir, Path::new(&issuer.jwks)))?;
+            trust.issuers.push(IssuerSource { issuer: issuer.issuer.clone(), jwks, source: full.display().to_string() });
+        }
     }
     for td in &file.trust_domains {
         let (full, bundle) = read(join(dir, &td.bundle))?;
@@ -219,6 +361,8 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         identity: file.identity.clone(),
     };
     settings.validate().map_err(|e| ConfigError::at(path, e))?;
+    // Watched for reloads: a file added to or removed from the policy directory changes its mtime.
+    sources.push(policy_dir.clone());
     let revocations_path = file.revocations.as_ref().map(|r| join(dir, r));
     let revocations_json = match &revocations_path {
         Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::at(p, e))?,

@@ -4,11 +4,13 @@
 pub mod component;
 pub mod config;
 pub mod gate;
+pub mod jwks_fetch;
 pub mod mint;
 pub mod native_crypto;
 pub mod replay;
 pub mod revocations;
 pub mod scenario;
+pub mod server;
 pub mod wire;
 
 pub use agentgate_engine::{CheckRequest, Decision, Engine, EngineConfig, Outcome, ReplayGuard};

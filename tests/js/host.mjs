@@ -312,8 +312,8 @@ function cachedComponent(world, build) {
   return component;
 }
 
-/** The error text of a WIT `result` error (jco throws a ComponentError carrying `payload`). */
-const witError = (e) => (e && typeof e === 'object' && 'payload' in e ? String(e.payload) : String(e?.message ?? e));
+/** True for the error jco throws for a WIT `result` error: a ComponentError carrying `payload`. */
+const isWitError = (e) => e !== null && typeof e === 'object' && 'payload' in e;
 
 /** A configuration the component refused (`verifier.create` / `set-revocations` error). */
 export class ConfigError extends Error {
@@ -382,14 +382,13 @@ export async function createVerifier(config, options = {}) {
         verifier = Verifier.create(witConfig);
       }
     } catch (e) {
-      if (e instanceof WebAssembly.RuntimeError) throw e;
-      throw new ConfigError(witError(e));
+      throw isWitError(e) ? new ConfigError(String(e.payload)) : e;
     }
     if (revocations !== null) {
       try {
         verifier.setRevocations(revocations);
       } catch (e) {
-        throw new ConfigError(witError(e));
+        throw isWitError(e) ? new ConfigError(String(e.payload)) : e;
       }
     }
     if (options.warmUp) verifier.warmUp();
@@ -405,7 +404,10 @@ export async function createVerifier(config, options = {}) {
     /** Decides one call; returns the decision JSON. Throws RequestError for a malformed document. */
     check(request, { now } = {}) {
       const witRequest = toCheckRequest(request, now);
-      if (live === null) return engineErrorDecision('the decision component is restarting after a trap');
+      if (live === null) {
+        if (restarting === null) discard(); // the last restart failed: try again
+        return engineErrorDecision('the decision component is being restarted after a failure');
+      }
       try {
         return toDecisionJson(live.verifier.check(witRequest));
       } catch (e) {
@@ -417,22 +419,25 @@ export async function createVerifier(config, options = {}) {
     /** Replaces the revocation list (object or JSON text); returns the entries in force. */
     setRevocations(list) {
       const json = typeof list === 'string' ? list : JSON.stringify(list);
-      if (live === null) throw new Error('the decision component is restarting after a trap');
+      if (live === null) throw new Error('the decision component is being restarted after a failure');
       let count;
       try {
         count = live.verifier.setRevocations(json);
       } catch (e) {
-        if (e instanceof WebAssembly.RuntimeError) {
-          discard();
-          throw e;
-        }
-        throw new ConfigError(witError(e));
+        if (isWitError(e)) throw new ConfigError(String(e.payload));
+        discard();
+        throw e;
       }
       revocations = json;
       return count;
     },
     warmUp() {
-      live?.verifier.warmUp();
+      try {
+        live?.verifier.warmUp();
+      } catch (e) {
+        discard();
+        throw e;
+      }
     },
     /** Resolves once a replacement instance is ready after a trap (no-op otherwise). */
     async ready() {

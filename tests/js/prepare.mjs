@@ -19,7 +19,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -27,7 +27,9 @@ import { gzipSync } from 'node:zlib';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const bin = resolve(process.env.AGENTGATE_BIN ?? join(root, 'target', 'release', 'agentgate'));
-const out = resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'));
+const target = resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'));
+// Built beside the target and moved into place at the end: a failed run leaves the last good build.
+const out = `${target}.partial`;
 const vectors = resolve(process.env.AGENTGATE_VECTORS ?? join(here, '..', 'vectors'));
 const jcoBin = join(here, 'node_modules', '@bytecodealliance', 'jco', 'dist', 'jco.js');
 
@@ -45,6 +47,15 @@ function run(cmd, args, options = {}) {
   } catch (e) {
     const detail = e.stderr?.toString().trim() || e.message;
     throw new Error(`${cmd} ${args.join(' ')} failed:\n${detail}`);
+  }
+}
+
+/** `gzip -9 -c FILE | wc -c` (node's zlib at level 9 when gzip(1) is missing: slightly larger). */
+function gzip9(file, bytes) {
+  try {
+    return execFileSync('gzip', ['-9', '-c', file], { maxBuffer: 256 << 20 }).length;
+  } catch {
+    return gzipSync(bytes, { level: 9 }).length;
   }
 }
 
@@ -84,7 +95,7 @@ function main() {
     const jsBytes = readFileSync(join(out, world, `${world}.js`)).length;
     manifest.components[world] = {
       bytes: bytes.length,
-      gzip9_bytes: gzipSync(bytes, { level: 9 }).length,
+      gzip9_bytes: gzip9(file, bytes),
       sha256: sha256(bytes),
       transpile_ms: transpileMs,
       core_wasm_bytes: coreBytes,
@@ -108,16 +119,19 @@ function main() {
   writeFileSync(join(out, 'configs', 'index.json'), `${JSON.stringify(index, null, 2)}\n`);
   manifest.configs = index;
   writeFileSync(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  rmSync(target, { recursive: true, force: true });
+  renameSync(out, target);
 
   for (const [world, c] of Object.entries(manifest.components)) {
     console.log(`${world}: ${c.bytes} bytes (gzip -9: ${c.gzip9_bytes}), transpiled in ${c.transpile_ms} ms by jco ${jcoVersion}`);
   }
-  console.log(`${Object.keys(index).length} configs resolved into ${join(out, 'configs')}`);
+  console.log(`${Object.keys(index).length} configs resolved into ${join(target, 'configs')}`);
 }
 
 try {
   main();
 } catch (e) {
+  rmSync(out, { recursive: true, force: true });
   console.error(`prepare: ${e.message}`);
   process.exit(1);
 }

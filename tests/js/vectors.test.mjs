@@ -4,7 +4,7 @@
 // identically. Run `node prepare.mjs` first.
 //
 // Env: AGENTGATE_VECTORS       vector directory (default ../vectors)
-//      AGENTGATE_CONFIGS       resolved configs: a directory with index.json (default build/configs)
+//      AGENTGATE_CONFIGS       resolved configs: a directory with index.json (default $AGENTGATE_JS_BUILD/configs)
 //      AGENTGATE_JS_BUILD      transpiled components (default build)
 //      AGENTGATE_JS_DECISIONS  write every decision here as { "<vector file>": [decision, ...] }
 //                              (the portable world's; the accelerated world must equal it), for a
@@ -19,8 +19,9 @@ import { createVerifier, loadComponent, WORLDS } from './host.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const vectorDir = resolve(process.env.AGENTGATE_VECTORS ?? join(here, '..', 'vectors'));
-const configDir = resolve(process.env.AGENTGATE_CONFIGS ?? join(here, 'build', 'configs'));
-const buildDir = pathToFileURL(`${resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'))}/`);
+const buildPath = resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'));
+const buildDir = pathToFileURL(`${buildPath}/`);
+const configDir = resolve(process.env.AGENTGATE_CONFIGS ?? join(buildPath, 'configs'));
 
 const files = readdirSync(vectorDir).filter((f) => f.endsWith('.json')).sort();
 const index = JSON.parse(readFileSync(join(configDir, 'index.json'), 'utf8'));

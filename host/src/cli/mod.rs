@@ -5,6 +5,7 @@ mod component;
 mod demo;
 mod mint;
 mod resolve;
+mod serve;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Serve(serve::ServeArgs),
     Check(check::CheckArgs),
     Validate(validate::ValidateArgs),
     Demo(demo::DemoArgs),
@@ -45,6 +47,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Demo(args) => demo::run(args),

@@ -26,6 +26,9 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) replay: Arc<dyn ReplayGuard>,
+    /// Proof keys accepted during the current batch (AuthZEN `evaluations` sharing one HTTP call's
+    /// proof): a key seen again within the batch is not a replay.
+    pub(crate) batch: Option<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for HostState {
@@ -44,7 +47,17 @@ impl wit::Host for HostState {}
 
 impl replay::Host for HostState {
     fn remember(&mut self, key: String, expires_at: u64) -> bool {
-        self.replay.remember(&key, expires_at)
+        match &mut self.batch {
+            Some(seen) if seen.contains(&key) => true,
+            Some(seen) => {
+                let fresh = self.replay.remember(&key, expires_at);
+                if fresh {
+                    seen.insert(key);
+                }
+                fresh
+            }
+            None => self.replay.remember(&key, expires_at),
+        }
     }
 }
 

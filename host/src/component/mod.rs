@@ -228,7 +228,7 @@ fn component_bytes(options: &RuntimeOptions) -> anyhow::Result<(std::borrow::Cow
 
 fn host_state(options: &RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> HostState {
     let limits = StoreLimitsBuilder::new().memory_size(options.memory_limit_bytes).trap_on_grow_failure(true).build();
-    HostState { wasi: WasiCtx::builder().build(), table: Default::default(), limits, replay }
+    HostState { wasi: WasiCtx::builder().build(), table: Default::default(), limits, replay, batch: None }
 }
 
 /// How an instance gets its verifier.
@@ -303,6 +303,21 @@ impl ComponentVerifier {
                 self.live = None;
                 Decision::engine_error(format!("{:#}", explain_trap(e, timeout)))
             }
+        }
+    }
+
+    /// Starts a batch: until `end_batch`, a proof accepted once may be presented again (one HTTP
+    /// call evaluated for several actions); across batches replays are refused as always.
+    pub fn begin_batch(&mut self) {
+        if let Some(live) = self.live.as_mut() {
+            live.store.data_mut().batch = Some(Default::default());
+        }
+    }
+
+    /// Ends a batch.
+    pub fn end_batch(&mut self) {
+        if let Some(live) = self.live.as_mut() {
+            live.store.data_mut().batch = None;
         }
     }
 

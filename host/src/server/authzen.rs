@@ -1,0 +1,308 @@
+//! OpenID AuthZEN Authorization API 1.0 (§6 evaluation, §7 evaluations, §9 metadata), plus
+//! `POST /v1/check` taking agentgate's own request JSON. A deny is `200 {"decision": false}` with
+//! the outcome and reason in `context`.
+//!
+//! Credentials travel in the evaluation's `context`, with the same names as `agentgate check`'s
+//! request JSON: `authorization`, `dpop`, `agent_identity` (raw header values), `http`
+//! (`{method, uri}` as the client sent them), `input` (caller attributes) and `entities`.
+
+use super::{Shared, decision_id, request_id};
+use crate::wire::{DecisionJson, RequestJson};
+use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// §5.1 / §5.2: a subject or resource.
+#[derive(Debug, Clone, Deserialize)]
+struct Entity {
+    #[serde(rename = "type")]
+    type_name: String,
+    id: String,
+    #[serde(default)]
+    properties: Option<Map<String, Value>>,
+}
+
+/// §5.3.
+#[derive(Debug, Clone, Deserialize)]
+struct Action {
+    name: String,
+}
+
+/// What agentgate reads from `context` (other members are ignored, §10.1.1).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct CallContext {
+    #[serde(default)]
+    authorization: Option<String>,
+    #[serde(default)]
+    dpop: Option<String>,
+    #[serde(default)]
+    agent_identity: Option<String>,
+    #[serde(default)]
+    http: Option<HttpRequest>,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    entities: Option<Value>,
+}
+
+/// §6.1 / one item of §7.1.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Evaluation {
+    #[serde(default)]
+    subject: Option<Entity>,
+    #[serde(default)]
+    action: Option<Action>,
+    #[serde(default)]
+    resource: Option<Entity>,
+    #[serde(default)]
+    context: Option<Value>,
+}
+
+/// §7.1.
+#[derive(Debug, Clone, Deserialize)]
+struct Evaluations {
+    #[serde(flatten)]
+    defaults: Evaluation,
+    #[serde(default)]
+    evaluations: Option<Vec<Evaluation>>,
+    #[serde(default)]
+    options: Option<BatchOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct BatchOptions {
+    #[serde(default)]
+    evaluations_semantic: Option<String>,
+}
+
+/// A 400 with a JSON error body (§10.1.2).
+fn bad_request(message: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// The engine request for one evaluation.
+fn to_check_request(e: &Evaluation) -> Result<CheckRequest, String> {
+    let action = e.action.as_ref().ok_or("`action` is required")?;
+    let resource = e.resource.as_ref().ok_or("`resource` is required")?;
+    if action.name.is_empty() || resource.type_name.is_empty() {
+        return Err("`action.name` and `resource.type` must not be empty".into());
+    }
+    let context: CallContext = match &e.context {
+        None => CallContext::default(),
+        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone()).map_err(|err| format!("`context`: {err}"))?,
+        Some(_) => return Err("`context` must be a JSON object".into()),
+    };
+    // §5.2 `properties` of the resource become its Cedar attributes, unless the caller sends
+    // `entities` itself.
+    let entities = match (&context.entities, &resource.properties) {
+        (Some(entities), _) => Some(entities.to_string()),
+        (None, Some(props)) => Some(
+            json!([{ "uid": {"type": resource.type_name, "id": resource.id}, "attrs": entity_refs(props), "parents": [] }]).to_string(),
+        ),
+        (None, None) => None,
+    };
+    Ok(CheckRequest {
+        credentials: Credentials { authorization: context.authorization, dpop: context.dpop, agent_identity: context.agent_identity },
+        http: context.http,
+        action: action.name.clone(),
+        resource: EntityRef { type_name: resource.type_name.clone(), id: resource.id.clone() },
+        context_json: context.input.map(|i| i.to_string()),
+        entities_json: entities,
+        now: None,
+    })
+}
+
+/// `{"type", "id"}` objects in AuthZEN properties are entity references in Cedar JSON.
+fn entity_refs(props: &Map<String, Value>) -> Value {
+    let convert = |v: &Value| -> Value {
+        match v {
+            Value::Object(o) if o.len() == 2 && o.get("type").is_some_and(Value::is_string) && o.get("id").is_some_and(Value::is_string) => {
+                json!({ "__entity": o })
+            }
+            other => other.clone(),
+        }
+    };
+    Value::Object(props.iter().map(|(k, v)| (k.clone(), convert(v))).collect())
+}
+
+/// §5.1: "the verified agent must match `subject` when the caller names one": an `agent` subject
+/// is the current actor, a `user` subject the user the call is made for.
+fn check_subject(subject: Option<&Entity>, mut decision: Decision) -> Decision {
+    let Some(subject) = subject else { return decision };
+    if !decision.allowed {
+        return decision;
+    }
+    let verified = match subject.type_name.to_ascii_lowercase().as_str() {
+        "agent" => decision.chain.first().cloned(),
+        "user" => decision.user.clone(),
+        other => {
+            decision.allowed = false;
+            decision.outcome = Outcome::InvalidRequest;
+            decision.reason = format!("subject type `{}` is neither `agent` nor `user`", other.escape_default());
+            return decision;
+        }
+    };
+    if verified.as_deref() != Some(subject.id.as_str()) {
+        decision.allowed = false;
+        decision.outcome = Outcome::InvalidRequest;
+        decision.reason = format!(
+            "the verified {} `{}` is not the subject `{}`",
+            subject.type_name.to_ascii_lowercase(),
+            verified.unwrap_or_default().escape_default(),
+            subject.id.escape_default()
+        );
+    }
+    decision
+}
+
+/// §5.5: the response for one decision.
+fn decision_body(decision: &Decision, id: &str) -> Value {
+    json!({
+        "decision": decision.allowed,
+        "context": {
+            "decision_id": id,
+            "outcome": decision.outcome.as_str(),
+            "reason": decision.reason,
+            "policies": decision.policies,
+            "principal": decision.principal,
+            "user": decision.user,
+            "chain": decision.chain,
+        }
+    })
+}
+
+/// `POST /access/v1/evaluation`.
+pub async fn evaluation(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let evaluation: Evaluation = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => return bad_request(format!("malformed evaluation request: {e}")),
+    };
+    let request = match to_check_request(&evaluation) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    let rid = request_id(&headers);
+    let (state2, req2) = (state.clone(), request.clone());
+    let result = tokio::task::spawn_blocking(move || state2.deployment().decide(&req2)).await;
+    let (decision, latency) = match result {
+        Ok(r) => r,
+        Err(e) => (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO),
+    };
+    let decision = check_subject(evaluation.subject.as_ref(), decision);
+    let id = decision_id();
+    state.record("authzen", &request, &decision, latency, &id, rid.as_deref());
+    axum::Json(decision_body(&decision, &id)).into_response()
+}
+
+/// `POST /access/v1/evaluations`.
+pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let batch: Evaluations = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("malformed evaluations request: {e}")),
+    };
+    let semantic = batch.options.as_ref().and_then(|o| o.evaluations_semantic.clone()).unwrap_or_else(|| "execute_all".into());
+    if !matches!(semantic.as_str(), "execute_all" | "deny_on_first_deny" | "permit_on_first_permit") {
+        return bad_request(format!("unknown `evaluations_semantic` `{}`", semantic.escape_default()));
+    }
+    // §7.1: no items means a single evaluation of the top-level request.
+    let items = match &batch.evaluations {
+        Some(items) if !items.is_empty() => items.clone(),
+        _ => vec![Evaluation::default()],
+    };
+    let merged: Vec<Evaluation> = items
+        .into_iter()
+        .map(|item| Evaluation {
+            subject: item.subject.or_else(|| batch.defaults.subject.clone()),
+            action: item.action.or_else(|| batch.defaults.action.clone()),
+            resource: item.resource.or_else(|| batch.defaults.resource.clone()),
+            context: item.context.or_else(|| batch.defaults.context.clone()),
+        })
+        .collect();
+    // §7.2.1: a malformed item is a deny with an error, not a failed batch.
+    let prepared: Vec<Result<CheckRequest, String>> = merged.iter().map(to_check_request).collect();
+    let valid: Vec<CheckRequest> = prepared.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let subjects: Vec<Option<Entity>> = merged.iter().zip(&prepared).filter(|(_, p)| p.is_ok()).map(|(e, _)| e.subject.clone()).collect();
+    let rid = request_id(&headers);
+    let sem = semantic.clone();
+    let state2 = state.clone();
+    // Items run in order on one instance; the semantic may stop the batch early (§7.1.2).
+    let decided = tokio::task::spawn_blocking(move || {
+        state2.deployment().decide_all(&valid, |i, d| {
+            let allowed = check_subject(subjects.get(i).and_then(Option::as_ref), d.clone()).allowed;
+            match sem.as_str() {
+                "deny_on_first_deny" => !allowed,
+                "permit_on_first_permit" => allowed,
+                _ => false,
+            }
+        })
+    })
+    .await
+    .unwrap_or_default();
+    let mut decided = decided.into_iter();
+    let mut out = Vec::new();
+    for (evaluation, prepared) in merged.iter().zip(&prepared) {
+        match prepared {
+            Err(e) => out.push(json!({ "decision": false, "context": { "error": { "status": 400, "message": e } } })),
+            Ok(request) => {
+                let Some((decision, latency)) = decided.next() else { break };
+                let decision = check_subject(evaluation.subject.as_ref(), decision);
+                let id = decision_id();
+                state.record("authzen", request, &decision, latency, &id, rid.as_deref());
+                let stop = match semantic.as_str() {
+                    "deny_on_first_deny" => !decision.allowed,
+                    "permit_on_first_permit" => decision.allowed,
+                    _ => false,
+                };
+                out.push(decision_body(&decision, &id));
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    if batch.evaluations.as_ref().is_none_or(Vec::is_empty) {
+        return axum::Json(out.into_iter().next().unwrap_or_else(|| json!({"decision": false}))).into_response();
+    }
+    axum::Json(json!({ "evaluations": out })).into_response()
+}
+
+/// §9.2 `GET /.well-known/authzen-configuration`.
+pub async fn metadata(State(state): State<Shared>) -> Response {
+    let d = state.deployment();
+    let server = &d.config.file.server;
+    let base = server.pdp_url.clone().unwrap_or_else(|| format!("http://{}", server.listen)).trim_end_matches('/').to_owned();
+    axum::Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+    .into_response()
+}
+
+/// `POST /v1/check`: agentgate's request JSON in, decision JSON out.
+pub async fn check(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let text = String::from_utf8_lossy(&body);
+    let request = match RequestJson::parse(&text) {
+        Ok(r) => r.to_check_request(None),
+        Err(e) => return bad_request(e),
+    };
+    if request.now.is_some() {
+        return bad_request("`now` is only accepted by `agentgate check`");
+    }
+    let rid = request_id(&headers);
+    let (state2, req2) = (state.clone(), request.clone());
+    let (decision, latency) = tokio::task::spawn_blocking(move || state2.deployment().decide(&req2))
+        .await
+        .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO));
+    let id = decision_id();
+    state.record("check", &request, &decision, latency, &id, rid.as_deref());
+    let mut json = serde_json::to_value(DecisionJson::from(&decision)).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut json {
+        m.insert("decision_id".into(), json!(id));
+    }
+    axum::Json(json).into_response()
+}

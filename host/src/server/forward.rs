@@ -1,0 +1,223 @@
+//! Forward-auth: one endpoint for nginx `auth_request`, Traefik ForwardAuth, Caddy forward_auth
+//! and Envoy ext_authz (HTTP service). The proxy's view of the original request is mapped to a
+//! Cedar action and resource by the route table (or, for MCP Streamable HTTP, by `Mcp-Method` /
+//! `Mcp-Name`), decided, and answered: 200 with identity headers for the upstream, 401 with a DPoP
+//! challenge, 403, or 400 (never to nginx, which turns it into a 500).
+//!
+//! | proxy | original method | original target | scheme / host |
+//! |---|---|---|---|
+//! | nginx | `X-Original-Method` | `X-Original-URI` | `X-Forwarded-Proto` / `X-Forwarded-Host` |
+//! | Traefik, Caddy | `X-Forwarded-Method` | `X-Forwarded-Uri` | `X-Forwarded-Proto` / `X-Forwarded-Host` |
+//! | Envoy | the request's method | its path after the prefix | `X-Forwarded-Proto` / `Host` |
+//!
+//! Forwarded headers are believed only from `trusted_proxies`, and the external URI a DPoP proof
+//! must name is always one of `external_origins`.
+
+use super::http_map::{self, Dialect};
+use super::{Shared, decision_id, request_id, routes};
+use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::net::SocketAddr;
+
+/// The original request as the proxy reports it.
+#[derive(Debug)]
+struct Original {
+    dialect: Dialect,
+    method: String,
+    /// Path and query of the original request target.
+    target: String,
+    scheme: Option<String>,
+    authority: Option<String>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// All values of a header joined with `, ` (a repeated credential must not silently pick one:
+/// the engine refuses the folded value).
+fn all_values(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// Reads the original request from the proxy's headers.
+fn original(request: &Request, prefix: &str, trusted: bool) -> Result<Original, (Dialect, String)> {
+    let headers = request.headers();
+    let forwarded = |name: &str| if trusted { header(headers, name).map(str::to_owned) } else { None };
+    if header(headers, "x-original-uri").is_some() {
+        if !trusted {
+            return Err((Dialect::Nginx, "`X-Original-*` headers from a peer that is not a trusted proxy".into()));
+        }
+        let method = header(headers, "x-original-method").ok_or((Dialect::Nginx, "nginx sent `X-Original-URI` without `X-Original-Method`".to_owned()))?;
+        return Ok(Original {
+            dialect: Dialect::Nginx,
+            method: method.to_owned(),
+            target: header(headers, "x-original-uri").unwrap_or("/").to_owned(),
+            scheme: forwarded("x-forwarded-proto"),
+            authority: forwarded("x-forwarded-host"),
+        });
+    }
+    if header(headers, "x-forwarded-uri").is_some() || header(headers, "x-forwarded-method").is_some() {
+        if !trusted {
+            return Err((Dialect::Standard, "`X-Forwarded-*` headers from a peer that is not a trusted proxy".into()));
+        }
+        let method = header(headers, "x-forwarded-method").ok_or((Dialect::Standard, "the proxy sent no `X-Forwarded-Method`".to_owned()))?;
+        let target = header(headers, "x-forwarded-uri").ok_or((Dialect::Standard, "the proxy sent no `X-Forwarded-Uri`".to_owned()))?;
+        return Ok(Original {
+            dialect: Dialect::Standard,
+            method: method.to_owned(),
+            target: target.to_owned(),
+            scheme: forwarded("x-forwarded-proto"),
+            authority: forwarded("x-forwarded-host"),
+        });
+    }
+    // Envoy ext_authz (HTTP): the original method, and the original path appended to the prefix.
+    if !trusted {
+        return Err((Dialect::Standard, "forward-auth request from a peer that is not a trusted proxy".into()));
+    }
+    let uri = request.uri();
+    let path = uri.path().strip_prefix(prefix).unwrap_or("/");
+    let path = if path.is_empty() { "/" } else { path };
+    let target = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    Ok(Original {
+        dialect: Dialect::Standard,
+        method: request.method().as_str().to_owned(),
+        target,
+        scheme: forwarded("x-forwarded-proto"),
+        authority: header(headers, "host").map(str::to_owned),
+    })
+}
+
+/// The response for a decision.
+fn respond(decision: &Decision, dialect: Dialect, id: &str) -> Response {
+    let status = http_map::status(decision, dialect);
+    let mut response = if status == StatusCode::OK {
+        StatusCode::OK.into_response()
+    } else {
+        (status, axum::Json(json!({ "decision": "deny", "outcome": decision.outcome.as_str(), "reason": decision.reason, "decision_id": id })))
+            .into_response()
+    };
+    let headers = response.headers_mut();
+    if status == StatusCode::UNAUTHORIZED {
+        http_map::challenge(decision, headers);
+    }
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert("x-agentgate-decision-id", v);
+    }
+    if decision.allowed {
+        headers.insert("x-agentgate-agent", http_map::header_value(decision.chain.first().map_or("", String::as_str)));
+        headers.insert("x-agentgate-user", http_map::header_value(decision.user.as_deref().unwrap_or("")));
+        headers.insert("x-agentgate-chain", http_map::header_value(&decision.chain.join(",")));
+        if let Some(principal) = &decision.principal {
+            headers.insert("x-agentgate-principal", http_map::header_value(principal));
+        }
+    }
+    response
+}
+
+/// A deny decided by the host before the engine (the call could not be mapped).
+fn host_denial(outcome: Outcome, reason: String) -> Decision {
+    let mut d = Decision::engine_error(reason);
+    d.outcome = outcome;
+    d
+}
+
+/// The forward-auth endpoint (any method, any path under the prefix).
+pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): ConnectInfo<SocketAddr>, request: Request) -> Response {
+    let deployment = state.deployment();
+    let id = decision_id();
+    let rid = request_id(request.headers());
+    let (check, dialect) = match map_request(&deployment, peer_addr, &request) {
+        Ok(mapped) => mapped,
+        Err((dialect, reason)) => return respond(&host_denial(Outcome::InvalidRequest, reason), dialect, &id),
+    };
+    drop(request);
+    let (d2, c2) = (deployment.clone(), check.clone());
+    let (decision, latency) = tokio::task::spawn_blocking(move || d2.decide(&c2))
+        .await
+        .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO));
+    state.record("forward_auth", &check, &decision, latency, &id, rid.as_deref());
+    respond(&decision, dialect, &id)
+}
+
+/// The engine request for what the proxy forwarded, or why there is none.
+fn map_request(deployment: &super::Deployment, peer_addr: SocketAddr, request: &Request) -> Result<(CheckRequest, Dialect), (Dialect, String)> {
+    let prefix = deployment.config.file.server.forward_auth_prefix.trim_end_matches('/');
+    let trusted = deployment.origins.trusts(peer_addr.ip());
+    let original = original(request, prefix, trusted)?;
+    let dialect = original.dialect;
+    let uri = deployment
+        .origins
+        .external_uri(original.scheme.as_deref(), original.authority.as_deref(), &original.target)
+        .map_err(|reason| (dialect, reason))?;
+    let path = original.target.split(['?', '#']).next().unwrap_or("/");
+    let headers = request.headers();
+    let mapped = mcp_call(deployment, &original.method, path, headers)
+        .or_else(|| routes::resolve(&deployment.routes, &original.method, path))
+        .ok_or_else(|| (dialect, format!("no route for `{} {}`", original.method.escape_default(), path.escape_default())))?;
+    let check = CheckRequest {
+        credentials: Credentials {
+            authorization: all_values(headers, "authorization"),
+            dpop: all_values(headers, "dpop"),
+            agent_identity: all_values(headers, "workload-identity-token"),
+        },
+        http: Some(HttpRequest { method: original.method.clone(), uri }),
+        action: mapped.action,
+        resource: EntityRef { type_name: mapped.resource_type, id: mapped.resource_id },
+        context_json: mcp_params(headers),
+        entities_json: mapped.entities.map(|e| e.to_string()),
+        now: None,
+    };
+    Ok((check, dialect))
+}
+
+/// MCP Streamable HTTP (2026-07-28): `Mcp-Method` is the JSON-RPC method, `Mcp-Name` the tool,
+/// prompt or resource it names. The action is the method; the resource is `Tool::"<name>"`,
+/// `Prompt::"<name>"`, `McpResource::"<uri>"`, or `McpServer::"<server>"` for other methods.
+fn mcp_call(deployment: &super::Deployment, method: &str, path: &str, headers: &HeaderMap) -> Option<routes::Matched> {
+    let mcp = deployment.mcp.as_ref()?;
+    if path != mcp.path || method != "POST" {
+        return None;
+    }
+    let mcp_method = header(headers, "mcp-method")?;
+    let name = header(headers, "mcp-name").map(decode_mcp_value);
+    let (resource_type, resource_id) = match (mcp_method, name) {
+        ("tools/call", Some(n)) => ("Tool", n),
+        ("prompts/get", Some(n)) => ("Prompt", n),
+        ("resources/read", Some(n)) => ("McpResource", n),
+        _ => ("McpServer", mcp.server.clone()),
+    };
+    Some(routes::Matched { action: mcp_method.to_owned(), resource_type: resource_type.into(), resource_id, entities: None })
+}
+
+/// `Mcp-Param-{Name}` headers (tool arguments mirrored into headers) as the call's `input`.
+fn mcp_params(headers: &HeaderMap) -> Option<String> {
+    let params: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix("mcp-param-")?;
+            Some((name.to_owned(), serde_json::Value::String(decode_mcp_value(v.to_str().ok()?))))
+        })
+        .collect();
+    (!params.is_empty()).then(|| json!({ "params": params }).to_string())
+}
+
+/// Non-ASCII MCP header values arrive as `=?base64?<value>?=`.
+fn decode_mcp_value(value: &str) -> String {
+    use base64::Engine as _;
+    match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_else(|| value.to_owned()),
+        None => value.to_owned(),
+    }
+}
