@@ -275,7 +275,12 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 pub fn state(options: &ServeOptions) -> anyhow::Result<Shared> {
     let fetcher = HttpsFetcher::default();
     let loaded = config::load_with(&options.config, &fetcher)?;
-    let audit = Audit::open(&loaded.file.audit.path).with_context(|| format!("opening the audit log `{}`", loaded.file.audit.path))?;
+    // Like every path in the file, the audit log is relative to it.
+    let audit_path = match loaded.file.audit.path.as_str() {
+        "-" => "-".to_owned(),
+        relative => options.config.parent().unwrap_or(Path::new(".")).join(relative).display().to_string(),
+    };
+    let audit = Audit::open(&audit_path).with_context(|| format!("opening the audit log `{audit_path}`"))?;
     let replay = Arc::new(InMemoryReplayStore::default());
     let deployment = Deployment::build(loaded, 1, Arc::clone(&replay), None)?;
     Ok(Arc::new(AppState {
