@@ -3,6 +3,8 @@
 // PANIC SAFETY: test support; a failed expectation is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, dead_code)]
 
+pub mod serve;
+
 use agentgate::config::{self, LoadedConfig};
 use agentgate::replay::InMemoryReplayStore;
 use agentgate::wire::RequestJson;

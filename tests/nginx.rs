@@ -1,0 +1,198 @@
+//! A real nginx (Debian's package) with `auth_request` in front of a small upstream, with
+//! `agentgate serve` as the authorizer, all on loopback ports: an allowed agent call reaches the
+//! upstream with the agent/user headers; a denied one gets 403 and an invalid proof 401 with
+//! `WWW-Authenticate`, and the upstream never sees either. `.ci/run` installs nginx.
+
+// PANIC SAFETY: test code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::serve::*;
+
+/// Headers the upstream received, one map per request.
+type Seen = Arc<Mutex<Vec<HashMap<String, String>>>>;
+
+/// A tiny upstream that records each request's headers and answers 200 "hello from upstream".
+fn upstream() -> (SocketAddr, Seen) {
+    let seen: Seen = Arc::default();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+                let recorded = recorded.clone();
+                async move {
+                    let map = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+                    recorded.lock().unwrap().push(map);
+                    "hello from upstream"
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (addr, seen)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx_binary() -> Option<String> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"].iter().find(|p| Path::new(p).exists()).map(|p| p.to_string())
+}
+
+fn start_nginx(dir: &Path, port: u16, agentgate: SocketAddr, upstream: SocketAddr) -> Nginx {
+    let binary = nginx_binary().unwrap();
+    for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let as_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
+    let d = dir.display();
+    // The documented agentgate pattern (README, "nginx"): auth_request to /forward-auth with the
+    // original method and URI; TLS terminates before nginx, so the scheme is https.
+    let conf = format!(
+        r#"{user}
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /_agentgate {{
+      internal;
+      proxy_pass http://{agentgate}/forward-auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header X-Forwarded-Host $host;
+    }}
+    location / {{
+      auth_request /_agentgate;
+      auth_request_set $agentgate_agent $upstream_http_x_agentgate_agent;
+      auth_request_set $agentgate_user $upstream_http_x_agentgate_user;
+      auth_request_set $agentgate_chain $upstream_http_x_agentgate_chain;
+      auth_request_set $agentgate_decision $upstream_http_x_agentgate_decision_id;
+      auth_request_set $dpop_nonce $upstream_http_dpop_nonce;
+      add_header DPoP-Nonce $dpop_nonce always;
+      proxy_set_header X-Agentgate-Agent $agentgate_agent;
+      proxy_set_header X-Agentgate-User $agentgate_user;
+      proxy_set_header X-Agentgate-Chain $agentgate_chain;
+      proxy_set_header X-Agentgate-Decision-Id $agentgate_decision;
+      proxy_set_header Authorization "";
+      proxy_set_header DPoP "";
+      proxy_pass http://{upstream};
+    }}
+  }}
+}}
+"#,
+        user = if as_root { "user root;" } else { "" },
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(binary)
+        .args(["-e", "stderr", "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "nginx did not start; see {}/error.log", dir.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nginx(child)
+}
+
+#[test]
+fn nginx_auth_request_in_front_of_an_upstream() {
+    if nginx_binary().is_none() {
+        assert!(std::env::var_os("CI").is_none(), "nginx is required in CI (`.ci/run` installs it)");
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
+        return;
+    }
+    let deployment = Deployment::standard();
+    let gate = start(&deployment);
+    let (upstream_addr, seen) = upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nginx = start_nginx(dir.path(), port, gate.addr, upstream_addr);
+    let k = keys();
+    let t = token(&k, ASSISTANT);
+    let call = |path: &str, proof: &str| {
+        agent()
+            .get(&format!("http://127.0.0.1:{port}{path}"))
+            .header("Host", "mail.example.com")
+            .header("Authorization", &format!("DPoP {t}"))
+            .header("DPoP", proof)
+            .call()
+            .unwrap()
+    };
+
+    // Allowed: the upstream answers and sees who is calling for whom.
+    let mut resp = call("/mailboxes/alice/messages", &proof(&k, &t, URI, None));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body_mut().read_to_string().unwrap(), "hello from upstream");
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let h = &seen[0];
+        assert_eq!(h.get("x-agentgate-agent").map(String::as_str), Some(ASSISTANT));
+        assert_eq!(h.get("x-agentgate-user").map(String::as_str), Some("alice"));
+        assert_eq!(h.get("x-agentgate-chain").map(String::as_str), Some(ASSISTANT));
+        assert!(h.get("x-agentgate-decision-id").is_some_and(|v| !v.is_empty()));
+        assert!(h.get("authorization").is_none_or(String::is_empty), "credentials are not passed through");
+    }
+
+    // Denied by policy: 403, the upstream is not called.
+    let resp = call("/mailboxes/bob/messages", &proof(&k, &t, "https://mail.example.com/mailboxes/bob/messages", None));
+    assert_eq!(resp.status(), 403);
+
+    // An invalid proof (for another URI): 401 with the DPoP challenge from agentgate.
+    let resp = call("/mailboxes/alice/messages", &proof(&k, &t, "https://mail.example.com/elsewhere", None));
+    assert_eq!(resp.status(), 401);
+    let challenge = header(&resp, "www-authenticate");
+    assert!(challenge.starts_with(r#"DPoP error="invalid_dpop_proof""#), "{challenge}");
+
+    // A replayed proof: 401 as well.
+    let p = proof(&k, &t, URI, None);
+    assert_eq!(call("/mailboxes/alice/messages", &p).status(), 200);
+    assert_eq!(call("/mailboxes/alice/messages", &p).status(), 401);
+
+    // A path with no route maps to 403, never to a 500 from nginx.
+    let resp = call("/admin", &proof(&k, &t, "https://mail.example.com/admin", None));
+    assert_eq!(resp.status(), 403);
+
+    assert_eq!(seen.lock().unwrap().len(), 2, "the upstream saw only the two allowed calls");
+}

@@ -1,0 +1,201 @@
+//! A running `agentgate serve` on loopback for tests, with minted credentials.
+
+// PANIC SAFETY: test support.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, dead_code)]
+
+use super::root;
+use agentgate::mint::{self, AccessTokenSpec, KeyPair};
+use agentgate::server::{self, ServeOptions, Shared};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+pub const URI: &str = "https://mail.example.com/mailboxes/alice/messages";
+pub const ASSISTANT: &str = "spiffe://agents.example/mail-assistant";
+
+/// Every log line the servers in this test binary write.
+pub fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Capture;
+        impl std::io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                logs().lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let _ = tracing_subscriber::fmt().with_env_filter("debug,cranelift=warn,wasmtime=warn,hyper=warn").with_writer(|| Capture).try_init();
+        Mutex::new(Vec::new())
+    })
+}
+
+/// A deployment directory: the mail demo's policies, the TEST-ONLY demo keys, and `extra` TOML.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    pub fn new(top: &str, server: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        for name in ["schema.cedarschema", "mail.cedar", "delegation.cedar"] {
+            std::fs::copy(root().join("policies/mail").join(name), policies.join(name)).unwrap();
+        }
+        std::fs::write(dir.path().join("revoked.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("nonce.secret"), "agentgate-serve-test-nonce-secret-0123456789").unwrap();
+        let keys = root().join("policies/keys");
+        let toml = format!(
+            r#"audiences = ["https://mail.example.com"]
+policies = "policies"
+revocations = "revoked.json"
+{top}
+
+[[issuers]]
+issuer = "https://auth.demo.agentgate.dev"
+jwks = "{jwks}"
+
+[dpop]
+mode = "required"
+{server}
+
+[audit]
+path = "audit.jsonl"
+
+[[routes]]
+method = "GET"
+path = "/mailboxes/{{owner}}/messages"
+action = "mail:read"
+resource = {{ type = "Mailbox", id = "{{owner}}", attrs = {{ owner = {{ type = "User", id = "{{owner}}" }} }} }}
+"#,
+            jwks = keys.join("demo-issuer.TEST-ONLY.jwks.json").display(),
+        );
+        std::fs::write(dir.path().join("agentgate.toml"), toml).unwrap();
+        Deployment { dir }
+    }
+
+    pub fn standard() -> Self {
+        Deployment::new(
+            "",
+            "\n[server]\nexternal_origins = [\"https://mail.example.com\"]\nwatch_interval_secs = 1\nmax_header_bytes = 16384\nmax_body_bytes = 65536\n",
+        )
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Shared,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn start(deployment: &Deployment) -> Running {
+    let _ = logs();
+    let options = ServeOptions { config: deployment.path("agentgate.toml"), listen: None };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let state = server::load_state(&options).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ready_tx.send((listener.local_addr().unwrap(), state.clone())).unwrap();
+            server::serve_on(listener, state, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let (addr, state) = ready_rx.recv_timeout(Duration::from_secs(120)).unwrap();
+    Running { addr, state, stop: Some(stop_tx), thread: Some(thread) }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().new_agent()
+}
+
+pub struct Keys {
+    pub issuer: KeyPair,
+    pub agent: KeyPair,
+}
+
+pub fn keys() -> Keys {
+    let key = |n: &str| KeyPair::from_jwk(&std::fs::read_to_string(root().join("policies/keys").join(n)).unwrap()).unwrap();
+    Keys { issuer: key("issuer.TEST-ONLY.private.jwk.json"), agent: key("agent.TEST-ONLY.private.jwk.json") }
+}
+
+pub fn token(k: &Keys, actor: &str) -> String {
+    let mut spec = AccessTokenSpec::new("https://auth.demo.agentgate.dev", "alice", "https://mail.example.com");
+    spec.scopes = vec!["mail.read".into()];
+    spec.actors = vec![actor.into()];
+    spec.bound_key = Some(k.agent.thumbprint());
+    spec.sign(&k.issuer)
+}
+
+pub fn proof(k: &Keys, token: &str, uri: &str, nonce: Option<&str>) -> String {
+    mint::dpop_proof(&k.agent, "GET", uri, token, mint::now(), nonce)
+}
+
+/// An nginx-style forward-auth call.
+pub fn nginx_call(r: &Running, path: &str, token: &str, proof: &str) -> ureq::http::Response<ureq::Body> {
+    agent()
+        .get(&r.url("/forward-auth"))
+        .header("X-Original-Method", "GET")
+        .header("X-Original-URI", path)
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "mail.example.com")
+        .header("Authorization", &format!("DPoP {token}"))
+        .header("DPoP", proof)
+        .call()
+        .unwrap()
+}
+
+pub fn header(resp: &ureq::http::Response<ureq::Body>, name: &str) -> String {
+    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+pub fn body_json(resp: ureq::http::Response<ureq::Body>) -> Value {
+    let mut resp = resp;
+    serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+pub fn post_json(r: &Running, path: &str, body: &Value) -> ureq::http::Response<ureq::Body> {
+    agent().post(&r.url(path)).header("content-type", "application/json").send(body.to_string()).unwrap()
+}
+
+pub fn evaluation(k: &Keys, token: &str, resource_owner: &str) -> Value {
+    json!({
+        "subject": {"type": "agent", "id": ASSISTANT},
+        "action": {"name": "mail:read"},
+        "resource": {"type": "Mailbox", "id": resource_owner, "properties": {"owner": {"type": "User", "id": resource_owner}}},
+        "context": {"authorization": format!("DPoP {token}"), "dpop": proof(k, token, URI, None), "http": {"method": "GET", "uri": URI}},
+    })
+}
+
