@@ -23,9 +23,10 @@ struct Variant {
 
 // One cargo invocation each: building both packages together would unify the engine's features
 // and give the portable component the accelerated world.
-const VARIANTS: [Variant; 2] = [
+const VARIANTS: [Variant; 3] = [
     Variant { file: "agentgate_gate.wasm", package: "agentgate-engine" },
     Variant { file: "agentgate_gate_accelerated.wasm", package: "agentgate-engine-accelerated" },
+    Variant { file: "agentgate_gateway.wasm", package: "agentgate-gateway" },
 ];
 
 fn main() {
@@ -34,7 +35,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     // Relative to this package, so that a target directory shared by two checkouts still watches
     // the checkout being built.
-    for path in ["../guest/src", "../guest/Cargo.toml", "../guest/accelerated", "../wit", "../Cargo.toml", "../Cargo.lock"] {
+    for path in ["../guest/src", "../guest/Cargo.toml", "../guest/accelerated", "../guest/gateway", "../wit", "../Cargo.toml", "../Cargo.lock"] {
         println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-env-changed=AGENTGATE_GUEST_PROFILE");

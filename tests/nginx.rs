@@ -68,7 +68,7 @@ fn start_nginx(dir: &Path, port: u16, agentgate: SocketAddr, upstream: SocketAdd
     }
     let as_root = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
     let d = dir.display();
-    // The documented agentgate pattern (README, "nginx"): auth_request to /forward-auth with the
+    // The documented agentgate pattern (docs/proxies.md, "nginx"): auth_request to /forward-auth with the
     // original method and URI; TLS terminates before nginx, so the scheme is https.
     let conf = format!(
         r#"{user}
@@ -101,14 +101,17 @@ http {{
       auth_request_set $agentgate_user $upstream_http_x_agentgate_user;
       auth_request_set $agentgate_chain $upstream_http_x_agentgate_chain;
       auth_request_set $agentgate_decision $upstream_http_x_agentgate_decision_id;
+      auth_request_set $agentgate_principal $upstream_http_x_agentgate_principal;
       auth_request_set $dpop_nonce $upstream_http_dpop_nonce;
       add_header DPoP-Nonce $dpop_nonce always;
       proxy_set_header X-Agentgate-Agent $agentgate_agent;
       proxy_set_header X-Agentgate-User $agentgate_user;
       proxy_set_header X-Agentgate-Chain $agentgate_chain;
       proxy_set_header X-Agentgate-Decision-Id $agentgate_decision;
+      proxy_set_header X-Agentgate-Principal $agentgate_principal;
       proxy_set_header Authorization "";
       proxy_set_header DPoP "";
+      proxy_set_header Workload-Identity-Token "";
       proxy_pass http://{upstream};
     }}
   }}

@@ -133,34 +133,50 @@ fn authzen_batch_semantics_share_one_proof() {
 
 #[test]
 fn forward_auth_speaks_every_proxy_dialect() {
-    let d = Deployment::standard();
-    let r = start(&d);
     let k = keys();
     let t = token(&k, ASSISTANT);
     let path = "/mailboxes/alice/messages";
 
+    let nginx = Deployment::standard();
+    let r = start(&nginx);
     let resp = nginx_call(&r, &format!("{path}?page=2"), &t, &proof(&k, &t, URI, None));
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-agentgate-agent"), ASSISTANT);
     assert_eq!(header(&resp, "x-agentgate-user"), "alice");
     assert_eq!(header(&resp, "x-agentgate-chain"), ASSISTANT);
     assert!(!header(&resp, "x-agentgate-decision-id").is_empty());
+    drop(r);
 
     // Traefik ForwardAuth and Caddy forward_auth: a GET with X-Forwarded-*.
-    let resp = agent()
-        .get(&r.url("/forward-auth"))
-        .header("X-Forwarded-Method", "GET")
-        .header("X-Forwarded-Proto", "https")
-        .header("X-Forwarded-Host", "mail.example.com")
-        .header("X-Forwarded-Uri", path)
-        .header("Authorization", &format!("DPoP {t}"))
-        .header("DPoP", &proof(&k, &t, URI, None))
-        .call()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(header(&resp, "x-agentgate-user"), "alice");
+    for proxy in ["traefik", "caddy"] {
+        let d = Deployment::new("", &format!("\n[server]\nproxy = \"{proxy}\"\nexternal_origins = [\"https://mail.example.com\"]\n"));
+        let r = start(&d);
+        let forwarded = |method: &str, uri: &str, proof_uri: &str| {
+            agent()
+                .get(&r.url("/forward-auth"))
+                .header("X-Forwarded-Method", method)
+                .header("X-Forwarded-Proto", "https")
+                .header("X-Forwarded-Host", "mail.example.com")
+                .header("X-Forwarded-Uri", uri)
+                .header("Authorization", &format!("DPoP {t}"))
+                .header("DPoP", &proof(&k, &t, proof_uri, None))
+                // A client-sent nginx header must not change what is authorized.
+                .header("X-Original-Method", "GET")
+                .header("X-Original-URI", path)
+                .call()
+                .unwrap()
+        };
+        let resp = forwarded("GET", path, URI);
+        assert_eq!(resp.status(), 200, "{proxy}");
+        assert_eq!(header(&resp, "x-agentgate-user"), "alice");
+        let resp = forwarded("DELETE", "/admin/purge", "https://mail.example.com/admin/purge");
+        assert_eq!(resp.status(), 400, "{proxy}: the client's X-Original-* are ignored");
+        assert_eq!(body_json(resp)["reason"], "no route for `DELETE /admin/purge`");
+    }
 
     // Envoy ext_authz (HTTP service): the original method, the path after the prefix, Host.
+    let envoy = Deployment::new("", "\n[server]\nproxy = \"envoy\"\nexternal_origins = [\"https://mail.example.com\"]\n");
+    let r = start(&envoy);
     let resp = agent()
         .get(&r.url(&format!("/forward-auth{path}")))
         .header("Host", "mail.example.com")
@@ -171,6 +187,10 @@ fn forward_auth_speaks_every_proxy_dialect() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-agentgate-agent"), ASSISTANT);
+    // `/` behind Envoy arrives as the prefix with a trailing slash; with no route it is a 400.
+    let resp = agent().get(&r.url("/forward-auth/")).header("Host", "mail.example.com").call().unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(body_json(resp)["reason"], "no route for `GET /`");
 }
 
 #[test]
@@ -211,17 +231,13 @@ fn forward_auth_denials_have_the_right_status_and_challenge() {
     assert_eq!(resp.status(), 401);
     assert_eq!(header(&resp, "www-authenticate"), r#"DPoP algs="ES256""#);
 
-    // No route: 403 for nginx (anything else would become a 500), 400 for the others.
+    // No route: 403 for nginx (anything else would become a 500).
     let resp = nginx_call(&r, "/calendars/alice", &t, &proof(&k, &t, "https://mail.example.com/calendars/alice", None));
     assert_eq!(resp.status(), 403);
     assert_eq!(body_json(resp)["reason"], "no route for `GET /calendars/alice`");
-    let resp = agent()
-        .get(&r.url("/forward-auth/calendars/alice"))
-        .header("Host", "mail.example.com")
-        .header("X-Forwarded-Proto", "https")
-        .call()
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    // A dot segment matches no route, whatever the template.
+    let resp = nginx_call(&r, "/mailboxes/alice/messages/../../admin", &t, &proof(&k, &t, URI, None));
+    assert_eq!(resp.status(), 403);
 
     // An origin that is not configured: the external URI is never taken from an arbitrary host.
     let resp = agent()

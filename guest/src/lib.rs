@@ -18,18 +18,20 @@ pub mod decision;
 pub mod delegation;
 pub mod dpop;
 pub mod engine;
+pub mod http_answer;
 pub mod identity;
 pub mod jose;
 pub mod nonce;
 pub mod request;
 pub mod revocation;
+pub mod routing;
 pub mod settings;
 pub mod spiffe;
 pub mod token_cache;
 pub mod trust;
 
 // The generated bindings export `#[unsafe(no_mangle)]` entry points.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "component"))]
 #[allow(unsafe_code)]
 mod component;
 

@@ -55,7 +55,7 @@ pub struct ConfigFile {
     pub server: ServerSection,
     /// Forward-auth route table: HTTP method + path template → Cedar action and resource.
     #[serde(default)]
-    pub routes: Vec<RouteEntry>,
+    pub routes: Vec<agentgate_engine::routing::RouteSpec>,
     /// MCP Streamable-HTTP endpoint, authorized per tool from its `Mcp-Method` / `Mcp-Name`.
     #[serde(default)]
     pub mcp: Option<McpEntry>,
@@ -75,6 +75,10 @@ pub struct ServerSection {
     pub external_origins: Vec<String>,
     /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed (CIDR).
     pub trusted_proxies: Vec<String>,
+    /// The proxy in front: `nginx`, `traefik`, `caddy` or `envoy`. Only that proxy's headers are
+    /// read: Traefik and Caddy pass client headers through, so guessing the dialect from headers
+    /// would let a client choose what is authorized.
+    pub proxy: ProxyKind,
     /// Path prefix of the forward-auth endpoint (Envoy appends the original path to it).
     pub forward_auth_prefix: String,
     /// The identifier of this PDP in AuthZEN metadata (default `http://<listen>`).
@@ -97,6 +101,7 @@ impl Default for ServerSection {
             listen: "127.0.0.1:8181".into(),
             external_origins: Vec::new(),
             trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            proxy: ProxyKind::Nginx,
             forward_auth_prefix: "/forward-auth".into(),
             pdp_url: None,
             max_body_bytes: 256 * 1024,
@@ -108,34 +113,19 @@ impl Default for ServerSection {
     }
 }
 
-/// `[[routes]]`: one HTTP route of the protected service.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteEntry {
-    /// HTTP method, or `*` for any.
-    pub method: String,
-    /// Path template: `/mailboxes/{owner}/messages`; `{name}` captures one segment, a final `*`
-    /// matches the rest.
-    pub path: String,
-    /// Cedar action.
-    pub action: String,
-    /// The resource, with captures substituted.
-    pub resource: RouteResource,
-}
-
-/// The resource of a route.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteResource {
-    /// Entity type.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Entity id template, e.g. `{owner}`.
-    pub id: String,
-    /// Attributes of the resource entity (strings may use captures; `{type, id}` tables are
-    /// entity references).
-    #[serde(default)]
-    pub attrs: toml::Table,
+/// The proxy that calls forward-auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyKind {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, `X-Forwarded-Proto/Host`.
+    #[default]
+    Nginx,
+    /// Traefik ForwardAuth: `X-Forwarded-Method/Proto/Host/Uri`.
+    Traefik,
+    /// Caddy forward_auth: `X-Forwarded-Method/Proto/Host/Uri`.
+    Caddy,
+    /// Envoy ext_authz (HTTP service): the original method, the path after the prefix, `Host`.
+    Envoy,
 }
 
 /// `[mcp]`.

@@ -4,6 +4,7 @@
 pub mod component;
 pub mod config;
 pub mod gate;
+pub mod gateway;
 pub mod jwks_fetch;
 pub mod mint;
 pub mod native_crypto;

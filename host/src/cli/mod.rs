@@ -3,6 +3,7 @@
 mod check;
 mod component;
 mod demo;
+mod gateway;
 mod mint;
 mod resolve;
 mod serve;
@@ -38,6 +39,7 @@ enum Command {
     Validate(validate::ValidateArgs),
     Demo(demo::DemoArgs),
     Component(component::ComponentArgs),
+    Gateway(gateway::GatewayArgs),
     Mint(mint::MintArgs),
     Resolve(resolve::ResolveArgs),
 }
@@ -52,6 +54,7 @@ pub fn run() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Component(args) => component::run(args),
+        Command::Gateway(args) => gateway::run(args),
         Command::Mint(args) => mint::run(args),
         Command::Resolve(args) => resolve::run(args),
     };

@@ -43,7 +43,7 @@ pub fn preinitialize(engine: &Engine, component: &[u8], config: &EngineConfig, s
 
 /// Drives a future that never waits on I/O: the component runs on a wasmtime fiber and every
 /// import it calls during `preload` answers synchronously.
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     loop {

@@ -161,7 +161,7 @@ fn check_subject(subject: Option<&Entity>, mut decision: Decision) -> Decision {
 
 /// §5.5: the response for one decision.
 fn decision_body(decision: &Decision, id: &str) -> Value {
-    json!({
+    let mut body = json!({
         "decision": decision.allowed,
         "context": {
             "decision_id": id,
@@ -172,7 +172,12 @@ fn decision_body(decision: &Decision, id: &str) -> Value {
             "user": decision.user,
             "chain": decision.chain,
         }
-    })
+    });
+    // With `use_dpop_nonce` the caller needs the nonce to retry.
+    if let (Some(nonce), Some(Value::Object(context))) = (&decision.dpop_nonce, body.get_mut("context")) {
+        context.insert("dpop_nonce".into(), json!(nonce));
+    }
+    body
 }
 
 /// `POST /access/v1/evaluation`.
@@ -272,9 +277,7 @@ pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: 
 
 /// §9.2 `GET /.well-known/authzen-configuration`.
 pub async fn metadata(State(state): State<Shared>) -> Response {
-    let d = state.deployment();
-    let server = &d.config.file.server;
-    let base = server.pdp_url.clone().unwrap_or_else(|| format!("http://{}", server.listen)).trim_end_matches('/').to_owned();
+    let base = state.pdp_url();
     axum::Json(json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),

@@ -4,17 +4,19 @@
 //! `Mcp-Name`), decided, and answered: 200 with identity headers for the upstream, 401 with a DPoP
 //! challenge, 403, or 400 (never to nginx, which turns it into a 500).
 //!
-//! | proxy | original method | original target | scheme / host |
+//! | `[server] proxy` | original method | original target | scheme / host |
 //! |---|---|---|---|
-//! | nginx | `X-Original-Method` | `X-Original-URI` | `X-Forwarded-Proto` / `X-Forwarded-Host` |
-//! | Traefik, Caddy | `X-Forwarded-Method` | `X-Forwarded-Uri` | `X-Forwarded-Proto` / `X-Forwarded-Host` |
-//! | Envoy | the request's method | its path after the prefix | `X-Forwarded-Proto` / `Host` |
+//! | `nginx` | `X-Original-Method` | `X-Original-URI` | `X-Forwarded-Proto` / `X-Forwarded-Host` |
+//! | `traefik`, `caddy` | `X-Forwarded-Method` | `X-Forwarded-Uri` | `X-Forwarded-Proto` / `X-Forwarded-Host` |
+//! | `envoy` | the request's method | its path after the prefix | `X-Forwarded-Proto` / `Host` |
 //!
-//! Forwarded headers are believed only from `trusted_proxies`, and the external URI a DPoP proof
-//! must name is always one of `external_origins`.
+//! The dialect is configured, never guessed from headers (Traefik and Caddy pass the client's own
+//! headers through). Forward-auth is answered only for `trusted_proxies`, and the external URI a
+//! DPoP proof must name is always one of `external_origins`.
 
 use super::http_map::{self, Dialect};
 use super::{Shared, decision_id, request_id, routes};
+use crate::config::ProxyKind;
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -44,55 +46,48 @@ fn all_values(headers: &HeaderMap, name: &str) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
-/// Reads the original request from the proxy's headers.
-fn original(request: &Request, prefix: &str, trusted: bool) -> Result<Original, (Dialect, String)> {
+/// Reads the original request from the configured proxy's headers (and only those).
+fn original(request: &Request, prefix: &str, trusted: bool, proxy: ProxyKind) -> Result<Original, (Dialect, String)> {
     let headers = request.headers();
-    let forwarded = |name: &str| if trusted { header(headers, name).map(str::to_owned) } else { None };
-    if header(headers, "x-original-uri").is_some() {
-        if !trusted {
-            return Err((Dialect::Nginx, "`X-Original-*` headers from a peer that is not a trusted proxy".into()));
-        }
-        let method = header(headers, "x-original-method").ok_or((Dialect::Nginx, "nginx sent `X-Original-URI` without `X-Original-Method`".to_owned()))?;
-        return Ok(Original {
-            dialect: Dialect::Nginx,
-            method: method.to_owned(),
-            target: header(headers, "x-original-uri").unwrap_or("/").to_owned(),
-            scheme: forwarded("x-forwarded-proto"),
-            authority: forwarded("x-forwarded-host"),
-        });
-    }
-    if header(headers, "x-forwarded-uri").is_some() || header(headers, "x-forwarded-method").is_some() {
-        if !trusted {
-            return Err((Dialect::Standard, "`X-Forwarded-*` headers from a peer that is not a trusted proxy".into()));
-        }
-        let method = header(headers, "x-forwarded-method").ok_or((Dialect::Standard, "the proxy sent no `X-Forwarded-Method`".to_owned()))?;
-        let target = header(headers, "x-forwarded-uri").ok_or((Dialect::Standard, "the proxy sent no `X-Forwarded-Uri`".to_owned()))?;
-        return Ok(Original {
-            dialect: Dialect::Standard,
-            method: method.to_owned(),
-            target: target.to_owned(),
-            scheme: forwarded("x-forwarded-proto"),
-            authority: forwarded("x-forwarded-host"),
-        });
-    }
-    // Envoy ext_authz (HTTP): the original method, and the original path appended to the prefix.
+    let dialect = if proxy == ProxyKind::Nginx { Dialect::Nginx } else { Dialect::Standard };
     if !trusted {
-        return Err((Dialect::Standard, "forward-auth request from a peer that is not a trusted proxy".into()));
+        return Err((dialect, "forward-auth request from a peer that is not a trusted proxy".into()));
     }
-    let uri = request.uri();
-    let path = uri.path().strip_prefix(prefix).unwrap_or("/");
-    let path = if path.is_empty() { "/" } else { path };
-    let target = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    };
-    Ok(Original {
-        dialect: Dialect::Standard,
-        method: request.method().as_str().to_owned(),
-        target,
-        scheme: forwarded("x-forwarded-proto"),
-        authority: header(headers, "host").map(str::to_owned),
-    })
+    let required = |name: &str| header(headers, name).map(str::to_owned).ok_or_else(|| (dialect, format!("the proxy sent no `{name}`")));
+    let optional = |name: &str| header(headers, name).map(str::to_owned);
+    match proxy {
+        ProxyKind::Nginx => Ok(Original {
+            dialect,
+            method: required("x-original-method")?,
+            target: required("x-original-uri")?,
+            scheme: optional("x-forwarded-proto"),
+            authority: optional("x-forwarded-host"),
+        }),
+        ProxyKind::Traefik | ProxyKind::Caddy => Ok(Original {
+            dialect,
+            method: required("x-forwarded-method")?,
+            target: required("x-forwarded-uri")?,
+            scheme: optional("x-forwarded-proto"),
+            authority: optional("x-forwarded-host"),
+        }),
+        // Envoy ext_authz (HTTP): the original method, and the original path appended to the prefix.
+        ProxyKind::Envoy => {
+            let uri = request.uri();
+            let path = uri.path().strip_prefix(prefix).unwrap_or("/");
+            let path = if path.is_empty() { "/" } else { path };
+            let target = match uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            };
+            Ok(Original {
+                dialect,
+                method: request.method().as_str().to_owned(),
+                target,
+                scheme: optional("x-forwarded-proto"),
+                authority: optional("host"),
+            })
+        }
+    }
 }
 
 /// The response for a decision.
@@ -114,7 +109,9 @@ fn respond(decision: &Decision, dialect: Dialect, id: &str) -> Response {
     if decision.allowed {
         headers.insert("x-agentgate-agent", http_map::header_value(decision.chain.first().map_or("", String::as_str)));
         headers.insert("x-agentgate-user", http_map::header_value(decision.user.as_deref().unwrap_or("")));
-        headers.insert("x-agentgate-chain", http_map::header_value(&decision.chain.join(",")));
+        // Each actor is encoded on its own, so a `,` inside an id cannot pass for a separator.
+        let chain: Vec<String> = decision.chain.iter().map(|a| agentgate_engine::http_answer::header_safe(a)).collect();
+        headers.insert("x-agentgate-chain", HeaderValue::from_str(&chain.join(",")).unwrap_or_else(|_| HeaderValue::from_static("")));
         if let Some(principal) = &decision.principal {
             headers.insert("x-agentgate-principal", http_map::header_value(principal));
         }
@@ -136,7 +133,21 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
     let rid = request_id(request.headers());
     let (check, dialect) = match map_request(&deployment, peer_addr, &request) {
         Ok(mapped) => mapped,
-        Err((dialect, reason)) => return respond(&host_denial(Outcome::InvalidRequest, reason), dialect, &id),
+        Err((dialect, reason)) => {
+            // Refused before the engine: still counted and audited.
+            let denial = host_denial(Outcome::InvalidRequest, reason);
+            let unmapped = CheckRequest {
+                credentials: Credentials::default(),
+                http: None,
+                action: String::new(),
+                resource: EntityRef { type_name: String::new(), id: String::new() },
+                context_json: None,
+                entities_json: None,
+                now: None,
+            };
+            state.record("forward_auth", &unmapped, &denial, std::time::Duration::ZERO, &id, rid.as_deref());
+            return respond(&denial, dialect, &id);
+        }
     };
     drop(request);
     let (d2, c2) = (deployment.clone(), check.clone());
@@ -151,7 +162,7 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
 fn map_request(deployment: &super::Deployment, peer_addr: SocketAddr, request: &Request) -> Result<(CheckRequest, Dialect), (Dialect, String)> {
     let prefix = deployment.config.file.server.forward_auth_prefix.trim_end_matches('/');
     let trusted = deployment.origins.trusts(peer_addr.ip());
-    let original = original(request, prefix, trusted)?;
+    let original = original(request, prefix, trusted, deployment.config.file.server.proxy)?;
     let dialect = original.dialect;
     let uri = deployment
         .origins

@@ -164,6 +164,8 @@ pub struct AppState {
     fetcher: HttpsFetcher,
     reload_lock: Mutex<()>,
     last_reload_error: Mutex<Option<String>>,
+    /// The address actually listened on (for AuthZEN metadata when `pdp_url` is not set).
+    bound: std::sync::OnceLock<SocketAddr>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -202,6 +204,17 @@ impl AppState {
             latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             request_id: request_id.map(str::to_owned),
         });
+    }
+
+    /// The identifier of this PDP: `[server] pdp_url`, else `http://<the bound address>`.
+    pub fn pdp_url(&self) -> String {
+        let d = self.deployment();
+        let server = &d.config.file.server;
+        match (&server.pdp_url, self.bound.get()) {
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, Some(addr)) => format!("http://{addr}"),
+            (None, None) => format!("http://{}", server.listen),
+        }
     }
 
     /// The metrics.
@@ -292,6 +305,7 @@ pub fn state(options: &ServeOptions) -> anyhow::Result<Shared> {
         fetcher,
         reload_lock: Mutex::new(()),
         last_reload_error: Mutex::new(None),
+        bound: std::sync::OnceLock::new(),
     }))
 }
 
@@ -310,6 +324,7 @@ pub fn router(state: Shared) -> Router {
         .route("/access/v1/evaluations", post(authzen::evaluations))
         .route("/v1/check", post(authzen::check))
         .route(&prefix, any(forward::forward_auth))
+        .route(&format!("{prefix}/"), any(forward::forward_auth))
         .route(&format!("{prefix}/{{*rest}}"), any(forward::forward_auth))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(max_headers, header_limit))
@@ -439,6 +454,7 @@ pub async fn load_state(options: &ServeOptions) -> anyhow::Result<Shared> {
 
 /// Serves `state` on `listener` until `shutdown` completes, then drains in-flight requests.
 pub async fn serve_on(listener: tokio::net::TcpListener, state: Shared, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let _ = state.bound.set(listener.local_addr()?);
     spawn_reloader(state.clone());
     tracing::info!(addr = %listener.local_addr()?, config = %state.config_path.display(), "agentgate serving");
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();

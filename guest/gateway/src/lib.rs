@@ -1,0 +1,224 @@
+//! agentgate as a wasi:http gateway: each incoming request is mapped to a check by the route
+//! table, decided by the engine (baked in by `preload` before the component was snapshotted), and
+//! either forwarded to the upstream with the agent/user/chain headers or answered with the same
+//! 401/403/400 as `agentgate serve`.
+//!
+//! Replay protection here is per instance: a host that creates an instance per request (as
+//! `wasmtime serve` does) cannot see a proof reused across requests. Deployments that need it turn
+//! on DPoP server nonces and keep `dpop.max_age_secs` short, or run `agentgate serve`.
+
+#![cfg(target_arch = "wasm32")]
+// The generated bindings export `#[unsafe(no_mangle)]` entry points.
+#![allow(unsafe_code)]
+
+mod forward;
+
+wit_bindgen::generate!({ path: "../../wit", world: "http-gateway" });
+
+use agentgate_engine::http_answer::{self, Dialect};
+use agentgate_engine::routing::{self, Route, RouteSpec};
+use agentgate_engine::{CheckRequest, Credentials, Decision, Engine, EngineConfig, EntityRef, HttpRequest, Outcome, ReplayGuard};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme};
+
+/// What `preload` receives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayConfig {
+    /// The engine configuration (`agentgate resolve`).
+    engine: EngineConfig,
+    /// Where allowed requests go: `http(s)://host[:port]`.
+    upstream: String,
+    /// The origin clients use (`https://mail.example.com`): DPoP proofs name it.
+    external_origin: String,
+    /// Method + path template → action and resource.
+    routes: Vec<RouteSpec>,
+}
+
+/// A preloaded gateway.
+struct Gateway {
+    engine: Engine,
+    routes: Vec<Route>,
+    upstream_scheme: Scheme,
+    upstream_authority: String,
+    external_origin: String,
+}
+
+static GATEWAY: Mutex<Option<Arc<Gateway>>> = Mutex::new(None);
+
+/// Most proof ids one instance remembers.
+const REPLAY_CAPACITY: usize = 100_000;
+
+/// Replay memory of this instance.
+#[derive(Default)]
+struct LocalReplay {
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl ReplayGuard for LocalReplay {
+    fn remember(&self, key: &str, expires_at: u64) -> bool {
+        let Ok(mut seen) = self.seen.lock() else { return false };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if seen.get(key).is_some_and(|until| *until > now.min(expires_at.saturating_sub(1))) {
+            return false;
+        }
+        if seen.len() >= REPLAY_CAPACITY {
+            seen.retain(|_, until| *until > now);
+            if seen.len() >= REPLAY_CAPACITY {
+                return false;
+            }
+        }
+        seen.insert(key.to_owned(), expires_at);
+        true
+    }
+}
+
+struct Component;
+
+impl Guest for Component {
+    fn preload(config_json: String) -> Result<(), String> {
+        let config: GatewayConfig = serde_json::from_str(&config_json).map_err(|e| format!("gateway config: {e}"))?;
+        let engine = Engine::new(&config.engine, Box::new(LocalReplay::default()))?;
+        engine.warm_up();
+        let routes = routing::compile(&config.routes)?;
+        let (scheme, rest) = config.upstream.split_once("://").ok_or_else(|| format!("upstream `{}` is not a URL", config.upstream))?;
+        let upstream_scheme = match scheme {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => return Err(format!("upstream scheme `{other}` is not http or https")),
+        };
+        let upstream_authority = rest.trim_end_matches('/').to_owned();
+        if upstream_authority.is_empty() || upstream_authority.contains('/') {
+            return Err(format!("upstream `{}` must be `scheme://host[:port]`", config.upstream));
+        }
+        let gateway = Gateway {
+            engine,
+            routes,
+            upstream_scheme,
+            upstream_authority,
+            external_origin: config.external_origin.trim_end_matches('/').to_owned(),
+        };
+        let mut slot = GATEWAY.lock().map_err(|_| "lock poisoned".to_owned())?;
+        *slot = Some(Arc::new(gateway));
+        Ok(())
+    }
+}
+
+export!(Component);
+
+impl wasip2::exports::http::incoming_handler::Guest for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let gateway = GATEWAY.lock().ok().and_then(|g| g.clone());
+        let Some(gateway) = gateway else {
+            let d = host_denial(Outcome::EngineError, "no gateway configuration was preloaded into this component".into());
+            return deny(&d, &decision_id(), response_out);
+        };
+        gateway.handle(request, response_out);
+    }
+}
+
+wasip2::http::proxy::export!(Component);
+
+impl Gateway {
+    fn handle(&self, request: IncomingRequest, response_out: ResponseOutparam) {
+        let id = decision_id();
+        let method = method_name(&request.method());
+        let target = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+        let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
+        let headers = request.headers();
+        let value = |name: &str| -> Option<String> {
+            let values: Vec<String> = headers.get(name).into_iter().filter_map(|v| String::from_utf8(v).ok()).collect();
+            (!values.is_empty()).then(|| values.join(", "))
+        };
+        let Some(matched) = routing::resolve(&self.routes, &method, &path) else {
+            let reason = format!("no route for `{} {}`", method.escape_default(), path.escape_default());
+            return deny(&host_denial(Outcome::InvalidRequest, reason), &id, response_out);
+        };
+        let check = CheckRequest {
+            credentials: Credentials {
+                authorization: value("authorization"),
+                dpop: value("dpop"),
+                agent_identity: value("workload-identity-token"),
+            },
+            http: Some(HttpRequest { method: method.clone(), uri: format!("{}{target}", self.external_origin) }),
+            action: matched.action,
+            resource: EntityRef { type_name: matched.resource_type, id: matched.resource_id },
+            context_json: None,
+            entities_json: matched.entities.map(|e| e.to_string()),
+            now: None,
+        };
+        let decision = self.engine.check(&check);
+        if !decision.allowed {
+            drop(headers);
+            return deny(&decision, &id, response_out);
+        }
+        let forwarded = forward::upstream_headers(&headers, &decision, &id);
+        drop(headers);
+        forward::forward(self, request, forwarded, &target, response_out);
+    }
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(m) => m.clone(),
+    }
+}
+
+fn host_denial(outcome: Outcome, reason: String) -> Decision {
+    let mut d = Decision::engine_error(reason);
+    d.outcome = outcome;
+    d
+}
+
+/// 128 random bits from `wasi:random`, base64url.
+fn decision_id() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(wasip2::random::random::get_random_bytes(16))
+}
+
+/// The answer for a deny: the status, challenge and JSON body `agentgate serve` would send.
+fn deny(decision: &Decision, id: &str, response_out: ResponseOutparam) {
+    let status = http_answer::status(decision, Dialect::Standard);
+    let headers = Fields::new();
+    let _ = headers.append("content-type", b"application/json");
+    let _ = headers.append("x-agentgate-decision-id", id.as_bytes());
+    if status == 401 {
+        if let Some(challenge) = http_answer::challenge(decision) {
+            let _ = headers.append("www-authenticate", challenge.as_bytes());
+        }
+        if let Some(nonce) = &decision.dpop_nonce {
+            let _ = headers.append("dpop-nonce", nonce.as_bytes());
+            let _ = headers.append("cache-control", b"no-store");
+        }
+    }
+    let body = serde_json::json!({"decision": "deny", "outcome": decision.outcome.as_str(), "reason": decision.reason, "decision_id": id});
+    respond(status, headers, body.to_string().as_bytes(), response_out);
+}
+
+/// Sends a complete response.
+fn respond(status: u16, headers: Fields, body: &[u8], response_out: ResponseOutparam) {
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(status);
+    let Ok(outgoing_body) = response.body() else { return };
+    ResponseOutparam::set(response_out, Ok(response));
+    if let Ok(stream) = outgoing_body.write() {
+        for chunk in body.chunks(4096) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                break;
+            }
+        }
+        drop(stream);
+    }
+    let _ = OutgoingBody::finish(outgoing_body, None);
+}

@@ -1,0 +1,98 @@
+//! The one mapping from outcomes to HTTP answers (RFC 6750 §3, RFC 9449 §7.1, §9), shared by every
+//! host that speaks HTTP (`agentgate serve`, the wasi:http gateway, the edge worker).
+
+use crate::decision::{Decision, Outcome};
+
+/// The reason the engine gives when no credential was presented at all: RFC 6750 §3.1 says such a
+/// challenge carries no `error`.
+pub const NO_CREDENTIALS: &str = "no access token was presented";
+
+/// How the caller treats statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// As RFC 6750 / 9449 say (Envoy, Traefik, Caddy, gateways, AuthZEN callers).
+    Standard,
+    /// nginx `auth_request`: anything but 2xx, 401 and 403 becomes a 500, so 400 is sent as 403.
+    Nginx,
+}
+
+/// The HTTP status for a decision.
+pub fn status(decision: &Decision, dialect: Dialect) -> u16 {
+    match decision.outcome {
+        Outcome::Allowed => 200,
+        Outcome::InvalidToken | Outcome::InvalidDpopProof | Outcome::UseDpopNonce | Outcome::Revoked | Outcome::Replayed => 401,
+        Outcome::InvalidRequest if dialect == Dialect::Standard => 400,
+        // Fail closed everywhere else: a policy deny, a malformed request behind nginx, an engine
+        // failure (a 5xx would let Envoy apply `status_on_error`, which may be an allow).
+        _ => 403,
+    }
+}
+
+/// The `WWW-Authenticate` value for a 401, if the decision is one.
+pub fn challenge(decision: &Decision) -> Option<String> {
+    let error = match decision.outcome {
+        Outcome::InvalidToken | Outcome::Revoked => "invalid_token",
+        Outcome::InvalidDpopProof | Outcome::Replayed => "invalid_dpop_proof",
+        Outcome::UseDpopNonce => "use_dpop_nonce",
+        _ => return None,
+    };
+    Some(if decision.reason.starts_with(NO_CREDENTIALS) {
+        r#"DPoP algs="ES256""#.to_owned()
+    } else {
+        format!(r#"DPoP error="{error}", error_description="{}", algs="ES256""#, quoted_string(&decision.reason))
+    })
+}
+
+/// A reason as the content of a `quoted-string` (RFC 9110 §5.6.4): visible ASCII, `"` and `\`
+/// escaped, anything else replaced, at most 300 characters.
+pub fn quoted_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().take(300) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// A header value for an identifier: visible ASCII kept, everything else percent-encoded.
+pub fn header_safe(text: &str) -> String {
+    const UNSAFE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%').add(b',');
+    percent_encoding::utf8_percent_encode(text, UNSAFE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(outcome: Outcome, reason: &str) -> Decision {
+        let mut d = Decision::engine_error(reason);
+        d.outcome = outcome;
+        d
+    }
+
+    #[test]
+    fn statuses_follow_the_rfcs_and_nginx() {
+        assert_eq!(status(&decision(Outcome::PolicyDenied, ""), Dialect::Standard), 403);
+        assert_eq!(status(&decision(Outcome::InvalidRequest, ""), Dialect::Standard), 400);
+        assert_eq!(status(&decision(Outcome::InvalidRequest, ""), Dialect::Nginx), 403);
+        assert_eq!(status(&decision(Outcome::Replayed, ""), Dialect::Nginx), 401);
+        assert_eq!(status(&decision(Outcome::EngineError, ""), Dialect::Standard), 403);
+    }
+
+    #[test]
+    fn challenges_quote_reasons() {
+        assert_eq!(
+            challenge(&decision(Outcome::InvalidToken, r#"agent `a"b` is revoked…"#)).as_deref(),
+            Some(r#"DPoP error="invalid_token", error_description="agent `a\"b` is revoked?", algs="ES256""#)
+        );
+        assert_eq!(challenge(&decision(Outcome::InvalidToken, "no access token was presented (`Authorization` header)")).as_deref(), Some(r#"DPoP algs="ES256""#));
+        assert!(challenge(&decision(Outcome::PolicyDenied, "x")).is_none());
+        assert_eq!(header_safe("alice é,x"), "alice %C3%A9%2Cx");
+    }
+}

@@ -1,0 +1,162 @@
+//! The wasi:http gateway: building it (the gateway component pre-initialized with a deployment's
+//! engine, routes and upstream — one self-contained file for any wasi:http host) and running it
+//! (a minimal wasi:http host on tokio + hyper, as `wasmtime serve` does).
+
+use crate::config::LoadedConfig;
+use anyhow::{Context as _, bail};
+use hyper::server::conn::http1;
+use serde_json::json;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker, ResourceTable, Val, wasm_wave};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wizer::Wizer;
+
+/// The gateway component before pre-initialization.
+pub const GATEWAY_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gateway.wasm"));
+
+/// Per-request host state.
+pub struct GatewayState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+}
+
+impl std::fmt::Debug for GatewayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayState").finish_non_exhaustive()
+    }
+}
+
+impl GatewayState {
+    fn new() -> Self {
+        GatewayState { wasi: WasiCtx::builder().build(), http: WasiHttpCtx::new(), table: ResourceTable::new() }
+    }
+}
+
+impl WasiView for GatewayState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for GatewayState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: Default::default() }
+    }
+}
+
+fn linker(engine: &Engine) -> anyhow::Result<Linker<GatewayState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+/// The gateway component with `config`'s engine, its `[[routes]]`, its first external origin and
+/// `upstream` baked in: `wasmtime serve gateway.wasm` needs nothing beside it.
+pub fn build(config: &LoadedConfig, upstream: &str) -> anyhow::Result<Vec<u8>> {
+    let Some(origin) = config.file.server.external_origins.first() else {
+        bail!("{}: `[server] external_origins` must name the origin clients use (DPoP proofs name it)", config.path.display());
+    };
+    if config.file.routes.is_empty() {
+        bail!("{}: the gateway needs `[[routes]]` to map requests to actions", config.path.display());
+    }
+    let gateway_config = json!({
+        "engine": config.engine,
+        "upstream": upstream,
+        "external_origin": origin,
+        "routes": config.file.routes,
+    });
+    let argument = wasm_wave::to_string(&Val::String(gateway_config.to_string())).map_err(|e| anyhow::anyhow!("encoding the config: {e}"))?;
+    let engine = Engine::default();
+    let linker = linker(&engine)?;
+    let mut store = Store::new(&engine, GatewayState::new());
+    let mut wizer = Wizer::new();
+    wizer.init_func(format!("preload({argument})"));
+    let run = wizer.run_component(&mut store, GATEWAY_COMPONENT, async |store, component| linker.instantiate_async(store, component).await);
+    let (snapshot, results) = crate::component::preinit::block_on(run).map_err(anyhow::Error::from).context("pre-initializing the gateway")?;
+    match results.first() {
+        Some(Val::Result(Ok(_))) => Ok(snapshot),
+        Some(Val::Result(Err(Some(message)))) => match message.as_ref() {
+            Val::String(m) => bail!("{m}"),
+            other => bail!("preload failed: {other:?}"),
+        },
+        other => bail!("preload returned {other:?}"),
+    }
+}
+
+/// A minimal wasi:http host: one instance per request, like `wasmtime serve`.
+#[derive(Clone)]
+pub struct WasiHttpHost {
+    pre: ProxyPre<GatewayState>,
+}
+
+impl std::fmt::Debug for WasiHttpHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasiHttpHost").finish_non_exhaustive()
+    }
+}
+
+impl WasiHttpHost {
+    /// Compiles a wasi:http proxy component.
+    pub fn new(component: &[u8]) -> anyhow::Result<Self> {
+        let engine = Engine::default();
+        let component = Component::new(&engine, component)?;
+        let pre = ProxyPre::new(linker(&engine)?.instantiate_pre(&component)?)?;
+        Ok(WasiHttpHost { pre })
+    }
+
+    /// Serves on `listener` until `shutdown` completes.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let host = Arc::new(self);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                () = &mut shutdown => return Ok(()),
+            };
+            let host = host.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let host = host.clone();
+                    async move { host.handle(request).await }
+                });
+                if let Err(e) = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, request: hyper::Request<hyper::body::Incoming>) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+        let mut store = Store::new(self.pre.engine(), GatewayState::new());
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = self.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(store, request, out).await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                let e = match task.await {
+                    Ok(Ok(())) => anyhow::anyhow!("the gateway never sent a response"),
+                    Ok(Err(e)) => anyhow::Error::from(e),
+                    Err(e) => e.into(),
+                };
+                Err(e.context("the gateway failed"))
+            }
+        }
+    }
+}
