@@ -189,7 +189,10 @@ impl Engine {
         let now = resolve_now(req.now)?;
         self.check_sizes(req)?;
         let (scheme, token) = parse_authorization(req.credentials.authorization.as_deref())?;
-        step("authorization", format!("{scheme:?} scheme"));
+        step("authorization", match scheme {
+            Scheme::Dpop => "`DPoP` scheme".to_owned(),
+            Scheme::Bearer => "`Bearer` scheme".to_owned(),
+        });
 
         let check = TokenCheck { settings: &self.settings, trust: &self.trust, now };
         // SHA-256 of the token: the cache key, and the `ath` a proof must carry.
@@ -218,7 +221,10 @@ impl Engine {
 
         let identity = self.check_identity(req, &at, proof.as_ref(), now)?;
         match &identity {
-            Some(id) => step("agent identity", format!("valid: `{}` ({:?})", id.spiffe_id.as_str(), id.kind)),
+            Some(id) => step("agent identity", format!("valid: `{}` ({})", id.spiffe_id.as_str(), match id.kind {
+                crate::identity::IdentityKind::WorkloadIdentityToken => "WIMSE workload identity token",
+                crate::identity::IdentityKind::JwtSvid => "JWT-SVID",
+            })),
             None => step("agent identity", "none presented".into()),
         }
 

@@ -8,9 +8,11 @@ pub mod gateway;
 pub mod jwks_fetch;
 pub mod mint;
 pub mod native_crypto;
+pub mod policy_test;
 pub mod replay;
 pub mod revocations;
 pub mod scenario;
+pub mod validate;
 pub mod server;
 pub mod wire;
 

@@ -210,3 +210,129 @@ fn readme_walkthrough_mint_check_replay_revoke() {
     let (code, d) = check_file(dir.path(), "revoked.json", &revoked);
     assert_eq!((code, d["outcome"].as_str()), (1, Some("revoked")), "{d}");
 }
+
+#[test]
+fn validate_reports_json_with_positions() {
+    let dir = broken_policy_dir();
+    let out = agentgate(&["validate", "--format", "json", "--config", dir.path().join("agentgate.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let p = &report["problems"][0];
+    assert_eq!(p["file"], dir.path().join("zz-broken.cedar").display().to_string());
+    assert_eq!((p["line"].as_u64(), p["column"].as_u64()), (Some(3), Some(8)));
+    assert_eq!(p["help"], "did you mean `scopes`?");
+    // The text form shows the source snippet.
+    let out = agentgate(&["validate", "--config", dir.path().join("agentgate.toml").to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(err.contains("when { context.scope.contains(\"mail.read\") };"), "{err}");
+    assert!(err.contains("help: did you mean `scopes`?"), "{err}");
+}
+
+#[test]
+fn validate_checks_routes_against_the_schema() {
+    let dir = broken_policy_dir();
+    std::fs::remove_file(dir.path().join("zz-broken.cedar")).unwrap();
+    let config = dir.path().join("agentgate.toml");
+    let toml = std::fs::read_to_string(&config).unwrap().replace("action = \"mail:send\"", "action = \"mail:delete\"");
+    std::fs::write(&config, toml).unwrap();
+    let out = agentgate(&["validate", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("route `POST /mailboxes/{owner}/messages`: action `mail:delete` is not declared in the schema"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn test_runs_every_policy_set_and_reports_coverage() {
+    let out = agentgate(&["test", "policies"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("policies/mail  ("), "{stdout}");
+    assert!(stdout.contains("  ok    alice's assistant reads alice's inbox"), "{stdout}");
+    assert!(stdout.contains("coverage:"), "{stdout}");
+}
+
+#[test]
+fn test_reports_a_failing_case_and_uncovered_policies() {
+    let dir = broken_policy_dir();
+    std::fs::remove_file(dir.path().join("zz-broken.cedar")).unwrap();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::write(
+        dir.path().join("tests/cases.toml"),
+        r#"
+[[case]]
+name = "reading bob's mailbox (wrongly expected to be allowed)"
+user = "alice"
+agents = ["spiffe://agents.example/mail-assistant"]
+scopes = ["mail.read"]
+action = "mail:read"
+resource = { type = "Mailbox", id = "bob" }
+entities = [{ uid = { type = "Mailbox", id = "bob" }, attrs = { owner = { __entity = { type = "User", id = "bob" } } }, parents = [] }]
+expect = "allow"
+
+[[case]]
+name = "reading her own"
+user = "alice"
+agents = ["spiffe://agents.example/mail-assistant"]
+scopes = ["mail.read"]
+action = "mail:read"
+resource = { type = "Mailbox", id = "alice" }
+entities = [{ uid = { type = "Mailbox", id = "alice" }, attrs = { owner = { __entity = { type = "User", id = "alice" } } }, parents = [] }]
+expect = "allow"
+policies = ["mail-read-own"]
+"#,
+    )
+    .unwrap();
+    let out = agentgate(&["test", dir.path().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("  FAIL  reading bob's mailbox (wrongly expected to be allowed)"), "{stdout}");
+    assert!(stdout.contains("expected allow, got deny (policy_denied: no policy permits"), "{stdout}");
+    assert!(stdout.contains("  ok    reading her own"), "{stdout}");
+    assert!(stdout.contains("never determining: `mail-max-depth-2`, `mail-send-no-sub-agents`, `mail-send-own`"), "{stdout}");
+    assert!(stdout.ends_with("1 passed, 1 failed\n"), "{stdout}");
+}
+
+#[test]
+fn explain_shows_checks_request_and_policy_source() {
+    let out = agentgate_stdin(&["explain", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("003_mail_sub_agent_send_forbidden.json"));
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    for expected in [
+        "decision: deny (policy_denied)",
+        "  access token     valid: issuer `https://auth.demo.agentgate.dev`",
+        "  dpop proof       valid: key `",
+        "  principal  Agent::\"spiffe://agents.example/summarizer\"",
+        "\"depth\": 2",
+        "  mail-send-no-sub-agents  (policies/mail/delegation.cedar:7)",
+        "    forbid (principal, action == Action::\"mail:send\", resource)",
+    ] {
+        assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
+    }
+    let request: Value = serde_json::from_str(&vector_request("003_mail_sub_agent_send_forbidden.json")).unwrap();
+    let token = request["authorization"].as_str().unwrap().trim_start_matches("DPoP ");
+    assert!(!stdout.contains(token) && !stdout.contains(request["dpop"].as_str().unwrap()), "credentials are never printed");
+    let out = agentgate_stdin(&["explain", "--format", "json", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("001_mail_bound_agent_reads_own_inbox.json"));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["decision"]["outcome"], "allowed");
+    assert_eq!(json["determining_policies"][0]["id"], "mail-read-own");
+    assert_eq!(json["cedar_request"]["action"], "Action::\"mail:read\"");
+}
+
+#[test]
+fn a_bundled_component_decides_without_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("gate.wasm");
+    run_ok(&["bundle", "--config", "policies/mail/agentgate.toml", "--out", bundle.to_str().unwrap()]);
+    for (vector, code, outcome) in [("001_mail_bound_agent_reads_own_inbox.json", 0, "allowed"), ("002_mail_other_users_mailbox_denied.json", 1, "policy_denied")] {
+        let out = agentgate_stdin(&["check", "--component", bundle.to_str().unwrap(), "-"], &vector_request(vector));
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d["outcome"], outcome);
+    }
+    // A configuration the engine refuses cannot be bundled.
+    let broken = broken_policy_dir();
+    let out = agentgate(&["bundle", "--config", broken.path().join("agentgate.toml").to_str().unwrap(), "--out", dir.path().join("x.wasm").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("scope"), "{}", text(&out.stderr));
+}

@@ -13,7 +13,7 @@ use cedar_policy::{
     PolicyId, PolicySet, Request, RequestValidationError, Schema, SchemaFragment, ValidationMode, Validator,
 };
 use context::{AGENT_TYPE, ContextFacts, ContextPlan, USER_TYPE};
-use diagnostics::{describe, locate};
+use diagnostics::{Problem, describe};
 use policies::{LoadedPolicies, PolicySource};
 use schema_types::SchemaJson;
 use sha2::{Digest, Sha256};
@@ -163,60 +163,70 @@ pub struct BuiltRequest {
 
 impl Authorizer {
     /// Parses the schema and policies, validates the policies strictly against the schema and
-    /// checks every action's context against the author contract.
+    /// checks every action's context against the author contract. The error lists every problem,
+    /// one `file:line:col: message` per line.
     pub fn new(policy_files: &[SourceText], schema_file: &SourceText) -> Result<Self, String> {
-        let (schema, _warnings) = Schema::from_cedarschema_str(&schema_file.text)
-            .map_err(|e| locate(&schema_file.name, &schema_file.text, &e))?;
+        Authorizer::load(policy_files, schema_file).map_err(|problems| diagnostics::lines(&problems))
+    }
+
+    /// Like `new`, with the problems as data (for `agentgate validate`).
+    pub fn load(policy_files: &[SourceText], schema_file: &SourceText) -> Result<Self, Vec<Problem>> {
+        let schema_name = schema_file.name.as_str();
+        let general = |message: String| vec![Problem::general(schema_name, message)];
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(&schema_file.text).map_err(|e| vec![Problem::at(schema_name, &schema_file.text, &e)])?;
         for required in [USER_TYPE, AGENT_TYPE] {
             let declared = schema.entity_types().any(|t| t.to_string() == required);
             if !declared {
-                return Err(format!("{}: the schema must declare the entity type `{required}`", schema_file.name));
+                return Err(general(format!("the schema must declare the entity type `{required}`")));
             }
         }
         let json = SchemaFragment::from_cedarschema_str(&schema_file.text)
-            .map_err(|e| locate(&schema_file.name, &schema_file.text, &e))
-            .and_then(|(fragment, _)| fragment.to_json_value().map_err(|e| format!("{}: {e}", schema_file.name)))?;
-        let schema_json = SchemaJson::new(json).map_err(|e| format!("{}: {e}", schema_file.name))?;
+            .map_err(|e| vec![Problem::at(schema_name, &schema_file.text, &e)])
+            .and_then(|(fragment, _)| fragment.to_json_value().map_err(|e| general(e.to_string())))?;
+        let schema_json = SchemaJson::new(json).map_err(general)?;
         let mut plans = HashMap::new();
+        let mut problems = Vec::new();
         for action in schema_json.action_names() {
-            let declared = schema_json
-                .action_context(&action)
-                .map_err(|e| format!("{}: action `{action}`: {e}", schema_file.name))?;
-            if let Some(declared) = declared {
-                let plan = ContextPlan::new(&action, declared).map_err(|e| format!("{}: {e}", schema_file.name))?;
-                plans.insert(action, plan);
+            match schema_json.action_context(&action) {
+                Ok(Some(declared)) => match ContextPlan::new(&action, declared) {
+                    Ok(plan) => {
+                        plans.insert(action, plan);
+                    }
+                    Err(e) => problems.push(Problem::general(schema_name, e)),
+                },
+                Ok(None) => {}
+                Err(e) => problems.push(Problem::general(schema_name, format!("action `{action}`: {e}"))),
             }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
         }
 
         let files: Vec<(String, String)> = policy_files.iter().map(|f| (f.name.clone(), f.text.clone())).collect();
         let policies = policies::load(&files)?;
         let validation = Validator::new(schema.clone()).validate(&policies.set, ValidationMode::Strict);
         if !validation.validation_passed() {
-            let lines: Vec<String> = validation
+            return Err(validation
                 .validation_errors()
                 .map(|e| match policies.sources.get(e.policy_id()) {
-                    Some(src) => locate(&src.file, file_text(policy_files, &src.file), e),
-                    None => describe(e),
+                    Some(src) => Problem::at(&src.file, file_text(policy_files, &src.file), e),
+                    None => Problem::general("policies", describe(e)),
                 })
-                .collect();
-            return Err(lines.join("\n"));
+                .collect());
         }
-        let action_entities = schema.action_entities().map_err(|e| format!("{}: {e}", schema_file.name))?;
+        let action_entities = schema.action_entities().map_err(|e| general(e.to_string()))?;
         let mut applies_to = HashMap::new();
+        let action_type = EntityTypeName::from_str("Action").map_err(|e| general(e.to_string()))?;
         for action in plans.keys() {
-            let uid = EntityUid::from_type_name_and_id(
-                EntityTypeName::from_str("Action").map_err(|e| e.to_string())?,
-                EntityId::new(action),
-            );
+            let uid = EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(action));
             let principals = schema.principals_for_action(&uid).map(|i| i.cloned().collect()).unwrap_or_default();
             let resources = schema.resources_for_action(&uid).map(|i| i.cloned().collect()).unwrap_or_default();
             applies_to.insert(action.clone(), AppliesTo { principals, resources });
         }
         let has_enums = schema_json.has_enum_entities();
         let mut names: HashMap<String, EntityTypeName> = schema.entity_types().map(|t| (t.to_string(), t.clone())).collect();
-        if let Ok(action) = EntityTypeName::from_str("Action") {
-            names.insert("Action".into(), action);
-        }
+        names.insert("Action".into(), action_type);
         Ok(Authorizer {
             schema,
             policies,
@@ -228,6 +238,16 @@ impl Authorizer {
             applies_to,
             has_enums,
         })
+    }
+
+    /// True if the schema declares `action` (in the empty namespace).
+    pub fn declares_action(&self, action: &str) -> bool {
+        self.plans.contains_key(action)
+    }
+
+    /// True if the schema declares the entity type `name`.
+    pub fn declares_entity_type(&self, name: &str) -> bool {
+        self.type_names.0.contains_key(name)
     }
 
     /// The policy set.

@@ -1,7 +1,7 @@
 //! Loading policy files: one `PolicySet` whose ids are the authors' `@id` annotations or, failing
 //! that, `file:line`, so that decisions name policies people can find.
 
-use super::diagnostics::{locate, position};
+use super::diagnostics::{Problem, position};
 use cedar_policy::{Policy, PolicyId, PolicySet};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -26,17 +26,14 @@ pub struct LoadedPolicies {
     pub sources: HashMap<PolicyId, PolicySource>,
 }
 
-/// Parses every file; the first unusable policy is an error `file:line:col: message`.
-pub fn load(files: &[(String, String)]) -> Result<LoadedPolicies, String> {
+/// Parses every file; unusable policies are problems naming file, line and column.
+pub fn load(files: &[(String, String)]) -> Result<LoadedPolicies, Vec<Problem>> {
     let mut set = PolicySet::new();
     let mut sources = HashMap::new();
     for (file, text) in files {
-        let parsed = PolicySet::from_str(text).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| locate(file, text, e)).collect();
-            lines.join("\n")
-        })?;
+        let parsed = PolicySet::from_str(text).map_err(|errors| errors.iter().map(|e| Problem::at(file, text, e)).collect::<Vec<_>>())?;
         if parsed.templates().next().is_some() {
-            return Err(format!("{file}: policy templates are not supported; write static policies"));
+            return Err(vec![Problem::general(file, "policy templates are not supported; write static policies")]);
         }
         // Cedar numbers policies in source order (`policy0`, `policy1`...); keep that order so
         // that fallback ids follow the file.
@@ -52,15 +49,15 @@ pub fn load(files: &[(String, String)]) -> Result<LoadedPolicies, String> {
             }
             let id = match policy.annotation("id") {
                 Some(id) if !id.is_empty() => id.to_owned(),
-                Some(_) => return Err(format!("{file}:{line}: the `@id` annotation is empty")),
+                Some(_) => return Err(vec![Problem::general(&format!("{file}:{line}"), "the `@id` annotation is empty")]),
                 None => format!("{file}:{line}"),
             };
             let id = PolicyId::new(id);
             if let Some(first) = sources.get(&id) {
                 let first: &PolicySource = first;
-                return Err(format!("{file}:{line}: policy id `{id}` is already used at {}:{}", first.file, first.line));
+                return Err(vec![Problem::general(&format!("{file}:{line}"), format!("policy id `{id}` is already used at {}:{}", first.file, first.line))]);
             }
-            set.add(policy.new_id(id.clone())).map_err(|e| format!("{file}:{line}: {e}"))?;
+            set.add(policy.new_id(id.clone())).map_err(|e| vec![Problem::general(&format!("{file}:{line}"), e.to_string())])?;
             sources.insert(id, PolicySource { file: file.clone(), line, text: written });
         }
     }
@@ -91,13 +88,13 @@ mod tests {
     #[test]
     fn syntax_errors_name_file_line_and_column() {
         let err = load(&files(&[("ok.cedar", "permit(principal, action, resource);"), ("bad.cedar", "permit(principal, action, resource);\npermit(principal, action resource);")]));
-        let err = err.err().unwrap_or_default();
+        let err = super::super::diagnostics::lines(&err.err().unwrap_or_default());
         assert!(err.starts_with("bad.cedar:2:"), "{err}");
     }
 
     #[test]
     fn duplicate_ids_are_errors() {
         let err = load(&files(&[("a.cedar", "@id(\"x\")\npermit(principal, action, resource);\n@id(\"x\")\nforbid(principal, action, resource);")]));
-        assert_eq!(err.err().as_deref(), Some("a.cedar:3: policy id `x` is already used at a.cedar:1"));
+        assert_eq!(err.err().map(|p| super::super::diagnostics::lines(&p)).as_deref(), Some("a.cedar:3: policy id `x` is already used at a.cedar:1"));
     }
 }

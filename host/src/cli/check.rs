@@ -24,8 +24,11 @@ pub struct CheckArgs {
     #[arg(long)]
     now: Option<u64>,
     /// Run the native engine instead of the WebAssembly component (for comparison).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "component")]
     native: bool,
+    /// Run this bundled component (`agentgate bundle`) instead: its configuration is baked in.
+    #[arg(long, conflicts_with = "config")]
+    component: Option<PathBuf>,
     /// Request JSON files, or `-` for standard input.
     #[arg(required = true)]
     requests: Vec<PathBuf>,
@@ -49,18 +52,27 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    let replay = Arc::new(InMemoryReplayStore::default());
+    if let Some(component) = args.component {
+        let options = RuntimeOptions { component_file: Some(component), ..RuntimeOptions::default() };
+        let mut verifier = Runtime::new(options, replay)?.preloaded_verifier()?;
+        return print_decisions(&requests, args.now, &mut verifier);
+    }
     let config_path = args.config.unwrap_or_else(super::default_config);
     let loaded = config::load(&config_path)?;
-    let replay = Arc::new(InMemoryReplayStore::default());
     let mut decider: Box<dyn Decide> = if args.native {
         Box::new(Engine::new(&loaded.engine, Box::new(InMemoryReplayStore::default())).map_err(anyhow::Error::msg)?)
     } else {
         let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), replay)?;
         Box::new(runtime.verifier(&loaded.engine)?)
     };
+    print_decisions(&requests, args.now, decider.as_mut())
+}
+
+fn print_decisions(requests: &[RequestJson], now: Option<u64>, decider: &mut dyn Decide) -> anyhow::Result<u8> {
     let mut all_allowed = true;
-    for request in &requests {
-        let decision = decider.decide(&request.to_check_request(args.now));
+    for request in requests {
+        let decision = decider.decide(&request.to_check_request(now));
         all_allowed &= decision.allowed;
         println!("{}", serde_json::to_string_pretty(&DecisionJson::from(&decision))?);
     }

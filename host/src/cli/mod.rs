@@ -1,12 +1,17 @@
 //! Subcommands. One struct per subcommand; every flag documented so `--help` is enough.
 
+mod bundle;
 mod check;
 mod component;
 mod demo;
+mod explain;
+mod fmt;
 mod gateway;
 mod mint;
 mod resolve;
+mod schema;
 mod serve;
+mod test;
 mod validate;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +42,11 @@ enum Command {
     Serve(serve::ServeArgs),
     Check(check::CheckArgs),
     Validate(validate::ValidateArgs),
+    Test(test::TestArgs),
+    Explain(explain::ExplainArgs),
+    Bundle(bundle::BundleArgs),
+    Fmt(fmt::FmtArgs),
+    Schema(schema::SchemaArgs),
     Demo(demo::DemoArgs),
     Component(component::ComponentArgs),
     Gateway(gateway::GatewayArgs),
@@ -52,6 +62,11 @@ pub fn run() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Bundle(args) => bundle::run(args),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Schema(args) => schema::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Component(args) => component::run(args),
         Command::Gateway(args) => gateway::run(args),

@@ -153,6 +153,15 @@ impl Runtime {
         Runtime::from_component(engine, ticker, &component, options, replay)
     }
 
+    /// A self-contained component with `config` baked in (policies parsed, key tables built):
+    /// `verifier.preloaded()` hands out its verifier in any host, with no files beside it.
+    pub fn bundle(options: &RuntimeOptions, config: &EngineConfig) -> anyhow::Result<Vec<u8>> {
+        let (engine, _ticker) = new_engine(options)?;
+        let (bytes, _) = component_bytes(options)?;
+        let replay: Arc<dyn ReplayGuard> = Arc::new(crate::replay::InMemoryReplayStore::new(16));
+        preinit::preinitialize(&engine, &bytes, config, host_state(options, replay), ticks(options.create_timeout.saturating_mul(4)))
+    }
+
     fn from_component(
         engine: Engine,
         ticker: EpochTicker,

@@ -1,0 +1,85 @@
+//! `agentgate validate` as a library: every problem with a configuration, as data — the config
+//! file itself, key material, settings, the schema, every policy (strict validation), the routes
+//! and the proxy settings — and finally the component's own verdict.
+
+use crate::config::{self, LoadedConfig};
+use crate::server::origin::Origins;
+use agentgate_engine::authorizer::Authorizer;
+use agentgate_engine::authorizer::diagnostics::Problem;
+use agentgate_engine::{Engine, ReplayGuard};
+use std::path::Path;
+
+/// What validation found; `config` is present when the file itself loaded.
+#[derive(Debug)]
+pub struct Report {
+    /// The loaded configuration (for rendering snippets), if it loaded.
+    pub config: Option<LoadedConfig>,
+    /// Problems, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+struct NoReplay;
+
+impl ReplayGuard for NoReplay {
+    fn remember(&self, _key: &str, _expires_at: u64) -> bool {
+        true
+    }
+}
+
+/// Validates the configuration at `path`.
+pub fn validate(path: &Path) -> Report {
+    let file = path.display().to_string();
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => return Report { config: None, problems: vec![Problem::general(&file, e.to_string())] },
+    };
+    let mut problems = Vec::new();
+    let authorizer = match Authorizer::load(&loaded.engine.policies, &loaded.engine.schema) {
+        Ok(a) => Some(a),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    if let Some(authorizer) = &authorizer {
+        // Settings, keys, trust bundles, nonce secret, revocations: the engine's own checks.
+        if let Err(e) = Engine::new(&loaded.engine, Box::new(NoReplay)) {
+            problems.push(Problem::general(&file, e));
+        }
+        for route in &loaded.file.routes {
+            if !authorizer.declares_action(&route.action) {
+                problems.push(Problem::general(&file, format!("route `{} {}`: action `{}` is not declared in the schema", route.method, route.path, route.action)));
+            }
+            if !authorizer.declares_entity_type(&route.resource.type_name) {
+                problems.push(Problem::general(
+                    &file,
+                    format!("route `{} {}`: resource type `{}` is not declared in the schema", route.method, route.path, route.resource.type_name),
+                ));
+            }
+        }
+    }
+    if let Err(e) = agentgate_engine::routing::compile(&loaded.file.routes) {
+        problems.push(Problem::general(&file, e));
+    }
+    let server = &loaded.file.server;
+    if let Err(e) = Origins::new(&server.trusted_proxies, &server.external_origins) {
+        problems.push(Problem::general(&file, e));
+    }
+    if !server.forward_auth_prefix.starts_with('/') {
+        problems.push(Problem::general(&file, format!("`[server] forward_auth_prefix` `{}` must start with `/`", server.forward_auth_prefix)));
+    }
+    if let Some(mcp) = &loaded.file.mcp {
+        if !mcp.path.starts_with('/') {
+            problems.push(Problem::general(&file, format!("`[mcp] path` `{}` must start with `/`", mcp.path)));
+        }
+    }
+    Report { config: Some(loaded), problems }
+}
+
+/// The text of a source file named in `config`, for snippets.
+pub fn source_text<'a>(config: &'a LoadedConfig, name: &str) -> Option<&'a str> {
+    if config.engine.schema.name == name {
+        return Some(&config.engine.schema.text);
+    }
+    config.engine.policies.iter().find(|p| p.name == name).map(|p| p.text.as_str())
+}
