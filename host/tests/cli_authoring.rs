@@ -182,7 +182,10 @@ fn schema_mcp_explains_unusable_input() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tools.json");
     for (json, expected) in [
-        (r#"{"tools": [{"name": "get-forecast", "inputSchema": {"type": "object"}}]}"#, "tool `get-forecast`: its name is not a Cedar identifier"),
+        (
+            r#"{"tools": [{"name": "get-forecast", "inputSchema": {"type": "object"}}]}"#,
+            "tool `get-forecast`: its name is not a Cedar identifier",
+        ),
         (r#"{"tools": []}"#, "the tool list is empty"),
         (r#"{"prompts": []}"#, "expected a `tools/list` result"),
         ("{\"tools\": [\n  {\"name\": \"x\", \"inputSchema\": 3}]}", ":2:"),

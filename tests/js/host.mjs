@@ -343,6 +343,8 @@ async function instantiate(component, imports) {
  *           wasi       the WASI imports (default: defaultWasi()).
  *           warmUp     build the trusted keys' tables now (long-lived verifiers).
  *           preloaded  use the `preload` export + `verifier.preloaded` instead of `create`.
+ *           bundled    the component is an `agentgate bundle` (configuration baked in): take
+ *                      `verifier.preloaded()` as is; `config` is ignored and may be null.
  *
  * check(request) takes a request document (object or JSON text) and returns the decision JSON.
  * A trap inside the component is an `engine_error` denial, and the instance is replaced (with
@@ -357,8 +359,9 @@ export async function createVerifier(config, options = {}) {
   const replay = options.replay ?? new MemoryReplayStore();
   const crypto = world === 'gate-accelerated' ? (options.crypto && options.crypto.verifyEs256 ? options.crypto : await nodeCrypto()) : undefined;
   const wasi = options.wasi ?? (await defaultWasi());
-  const witConfig = toWitConfig(config);
-  const configJson = typeof config === 'string' ? config : JSON.stringify(config);
+  const bundled = options.bundled === true;
+  const witConfig = bundled ? null : toWitConfig(config);
+  const configJson = bundled ? null : typeof config === 'string' ? config : JSON.stringify(config);
 
   const imports = {
     ...wasi,
@@ -375,7 +378,9 @@ export async function createVerifier(config, options = {}) {
     const Verifier = root.engine.Verifier;
     let verifier;
     try {
-      if (options.preloaded) {
+      if (bundled) {
+        verifier = Verifier.preloaded();
+      } else if (options.preloaded) {
         root.preload(configJson);
         verifier = Verifier.preloaded();
       } else {

@@ -5,6 +5,8 @@
 //   build/gate/, build/gate-accelerated/                 `jco transpile --instantiation async`
 //   build/configs/index.json + *.json                    `agentgate resolve` for every config the
 //                                                        vectors name (and the demo configs)
+//   build/bundles/<name>/<world>/                        `agentgate bundle` of a demo config
+//                                                        (configuration baked in), transpiled
 //   build/manifest.json                                  versions, sizes, hashes, timings
 //
 // Usage:  node prepare.mjs            (from tests/js, after `npm ci`)
@@ -35,6 +37,12 @@ const jcoBin = join(here, 'node_modules', '@bytecodealliance', 'jco', 'dist', 'j
 
 /** Configs every run prepares besides those the vectors name (the edge worker and bench use the demo). */
 const EXTRA_CONFIGS = ['policies/mail/agentgate.toml', 'policies/home/agentgate.toml'];
+
+/** Bundles (`agentgate bundle`): one per world, each with a demo configuration baked in. */
+const BUNDLES = [
+  { name: 'mail', config: 'policies/mail/agentgate.toml', world: 'gate', crypto: 'guest' },
+  { name: 'home', config: 'policies/home/agentgate.toml', world: 'gate-accelerated', crypto: 'host' },
+];
 
 const WORLDS = [
   { world: 'gate', crypto: 'guest', built: 'agentgate_gate.wasm' },
@@ -73,7 +81,7 @@ function main() {
 
   const jcoVersion = JSON.parse(readFileSync(join(here, 'node_modules', '@bytecodealliance', 'jco', 'package.json'), 'utf8')).version;
   const shimVersion = JSON.parse(readFileSync(join(here, 'node_modules', '@bytecodealliance', 'preview2-shim', 'package.json'), 'utf8')).version;
-  const manifest = { agentgate_bin: bin, jco: jcoVersion, preview2_shim: shimVersion, node: process.version, components: {}, configs: {} };
+  const manifest = { agentgate_bin: bin, jco: jcoVersion, preview2_shim: shimVersion, node: process.version, components: {}, bundles: {}, configs: {} };
 
   // 1. The components, exactly as the wasmtime host embeds them.
   for (const { world, crypto, built } of WORLDS) {
@@ -118,12 +126,40 @@ function main() {
   }
   writeFileSync(join(out, 'configs', 'index.json'), `${JSON.stringify(index, null, 2)}\n`);
   manifest.configs = index;
+
+  // 4. Bundles: the configuration baked into the component, which then needs no files beside it.
+  //    Built from the same absolute paths as the resolved configs, so source names agree.
+  //    Skipped with AGENTGATE_COMPONENT_DIR (no agentgate binary to bundle with).
+  if (!process.env.AGENTGATE_COMPONENT_DIR) {
+    mkdirSync(join(out, 'bundles'), { recursive: true });
+    for (const { name, config, world, crypto } of BUNDLES) {
+      const file = join(out, 'components', `bundle-${name}.wasm`);
+      const t0 = process.hrtime.bigint();
+      run(bin, ['bundle', '--config', join(root, config), '--out', file, '--crypto', crypto]);
+      const bundleMs = ms(t0);
+      const bytes = readFileSync(file);
+      const t1 = process.hrtime.bigint();
+      run(process.execPath, [jcoBin, 'transpile', file, '--name', world, '--out-dir', join(out, 'bundles', name, world), '--instantiation', 'async', '--quiet']);
+      manifest.bundles[name] = {
+        config,
+        world,
+        bytes: bytes.length,
+        gzip9_bytes: gzip9(file, bytes),
+        sha256: sha256(bytes),
+        bundle_ms: bundleMs,
+        transpile_ms: ms(t1),
+      };
+    }
+  }
   writeFileSync(join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   rmSync(target, { recursive: true, force: true });
   renameSync(out, target);
 
   for (const [world, c] of Object.entries(manifest.components)) {
     console.log(`${world}: ${c.bytes} bytes (gzip -9: ${c.gzip9_bytes}), transpiled in ${c.transpile_ms} ms by jco ${jcoVersion}`);
+  }
+  for (const [name, b] of Object.entries(manifest.bundles)) {
+    console.log(`bundle ${name} (${b.config}, ${b.world}): ${b.bytes} bytes (gzip -9: ${b.gzip9_bytes}), bundled in ${b.bundle_ms} ms, transpiled in ${b.transpile_ms} ms`);
   }
   console.log(`${Object.keys(index).length} configs resolved into ${join(target, 'configs')}`);
 }

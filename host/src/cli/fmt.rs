@@ -28,18 +28,27 @@ pub struct FmtArgs {
     /// Spaces per indentation level.
     #[arg(long, default_value_t = 2)]
     indent_width: u8,
-    /// Policy files, or directories searched recursively for `*.cedar` (default: `policies/`).
+    /// Policy files, or directories searched recursively for `*.cedar` (default: `policies/` in the
+    /// current directory).
     paths: Vec<PathBuf>,
 }
 
 pub fn run(args: FmtArgs) -> anyhow::Result<u8> {
-    let roots = if args.paths.is_empty() { vec![super::policies_dir()] } else { args.paths.clone() };
+    // Unlike `demo`, no fallback to the sources' `policies/`: this command writes.
+    if args.paths.is_empty() && !Path::new("policies").is_dir() {
+        eprintln!("agentgate: no `policies/` directory here; name the policy files or directories to format");
+        return Ok(EXIT_USAGE);
+    }
+    let roots = if args.paths.is_empty() { vec![PathBuf::from("policies")] } else { args.paths.clone() };
     let mut files = Vec::new();
     for root in &roots {
         collect(root, &mut files)?;
     }
     if files.is_empty() {
-        eprintln!("agentgate: no `*.cedar` files under {}", roots.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "agentgate: no `*.cedar` files under {}",
+            roots.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
+        );
         return Ok(EXIT_USAGE);
     }
     let config = Config { line_width: args.line_width, indent_width: isize::from(args.indent_width) };
@@ -126,8 +135,9 @@ mod tests {
 
     #[test]
     fn a_syntax_error_has_a_position() {
-        let errors = format("x.cedar", "permit (principal, action, resource)\nwhen { context. };\n", &Config { line_width: 80, indent_width: 2 })
-            .unwrap_err();
+        let errors =
+            format("x.cedar", "permit (principal, action, resource)\nwhen { context. };\n", &Config { line_width: 80, indent_width: 2 })
+                .unwrap_err();
         assert!(errors[0].starts_with("x.cedar:2:"), "{errors:?}");
     }
 }

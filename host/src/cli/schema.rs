@@ -47,7 +47,8 @@ enum Schema {
 /// - `Action::"tools/list"`, `Action::"server/discover"` and each `--method`: resource
 ///   `McpServer::"<server>"`, for the proxy.
 ///
-/// Write rules that must hold on both paths over `action in Action::"tools/call"` and
+/// A deployment asks about each call once, at the proxy or at the server (a proof is used once).
+/// Write rules that must hold either way over `action in Action::"tools/call"` and
 /// `resource == Tool::"<tool>"`; write argument rules on the per-tool action.
 ///
 /// Tool names must be Cedar identifiers. The output is checked: it loads in agentgate as is.
@@ -141,13 +142,14 @@ fn generate(file: &str, text: &str, namespace: Option<&str>, methods: &[String])
     }
     // The generator reads `{"result": {...}}`; wrap a bare result without a newline so that line
     // numbers in its errors still match the file.
-    let wrapped = if json.get("result").is_none() && json.get("tools").is_some() { format!("{{\"result\": {text}\n}}") } else { text.to_owned() };
+    let wrapped =
+        if json.get("result").is_none() && json.get("tools").is_some() { format!("{{\"result\": {text}\n}}") } else { text.to_owned() };
     let description = ServerDescription::from_json_str(&wrapped).map_err(|e| locate(file, &wrapped, &e))?;
 
-    if let Some(ns) = namespace {
-        if ns.is_empty() || ns.split("::").any(|part| !is_identifier(part)) {
-            return Err(format!("`--namespace {ns}` is not a Cedar namespace (identifiers separated by `::`)"));
-        }
+    if let Some(ns) = namespace
+        && (ns.is_empty() || ns.split("::").any(|part| !is_identifier(part)))
+    {
+        return Err(format!("`--namespace {ns}` is not a Cedar namespace (identifiers separated by `::`)"));
     }
     let mut all_methods: BTreeSet<&str> = SERVER_METHODS.into_iter().collect();
     for method in methods {
@@ -163,11 +165,12 @@ fn generate(file: &str, text: &str, namespace: Option<&str>, methods: &[String])
         .flatten_namespaces(true)
         .encode_numbers_as_decimal(true)
         .inline_empty_records(true);
-    let mut generator = SchemaGenerator::from_cedarschema_str_with_config(&stub, config).map_err(|e| format!("internal error: the schema stub: {e}"))?;
+    let mut generator =
+        SchemaGenerator::from_cedarschema_str_with_config(&stub, config).map_err(|e| format!("internal error: the schema stub: {e}"))?;
     generator.add_actions_from_server_description(&description).map_err(|e| format!("{file}: {}", describe(&e)))?;
 
-    let (fragment, _warnings) =
-        SchemaFragment::from_cedarschema_str(&generator.get_schema_as_str()).map_err(|e| format!("internal error: the generated schema: {e}"))?;
+    let (fragment, _warnings) = SchemaFragment::from_cedarschema_str(&generator.get_schema_as_str())
+        .map_err(|e| format!("internal error: the generated schema: {e}"))?;
     let json = fragment.to_json_value().map_err(|e| format!("internal error: the generated schema: {e}"))?;
     let json = relocate(json, scratch, namespace)?;
     let relocated = SchemaFragment::from_json_value(json).map_err(|e| format!("internal error: the relocated schema: {e}"))?;
