@@ -109,7 +109,7 @@ fn broken_policy_dir() -> tempfile::TempDir {
 
 #[test]
 fn validate_accepts_the_demo_configs() {
-    for set in ["mail", "home"] {
+    for set in ["mail", "home", "mcp", "payments"] {
         let out = agentgate(&["validate", "--config", &format!("policies/{set}/agentgate.toml")]);
         assert_eq!(out.status.code(), Some(0), "{set}: {}", text(&out.stderr));
         assert!(text(&out.stdout).contains(": ok ("), "{}", text(&out.stdout));
