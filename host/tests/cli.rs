@@ -305,7 +305,7 @@ fn explain_shows_checks_request_and_policy_source() {
         "  principal  Agent::\"spiffe://agents.example/summarizer\"",
         "\"depth\": 2",
         "  mail-send-no-sub-agents  (policies/mail/delegation.cedar:7)",
-        "    forbid (principal, action == Action::\"mail:send\", resource)",
+        "    forbid (\n      principal,\n      action == Action::\"mail:send\",\n      resource\n    )\n    when { context.delegation.depth > 1 };",
     ] {
         assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
     }

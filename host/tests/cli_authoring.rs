@@ -22,20 +22,15 @@ fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Sets whose policies predate `agentgate fmt`. Format them with `agentgate fmt policies/<set>`
-/// and remove them here.
-const NOT_YET_FORMATTED: [&str; 2] = ["home", "mail"];
-
 #[test]
 fn the_shipped_policies_are_formatted() {
     let mut sets: Vec<PathBuf> = std::fs::read_dir(repo().join("policies"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("agentgate.toml").exists())
-        .filter(|p| !NOT_YET_FORMATTED.contains(&p.file_name().unwrap().to_str().unwrap()))
         .collect();
     sets.sort();
-    assert!(sets.len() >= 2, "{sets:?}");
+    assert!(sets.len() >= 4, "{sets:?}");
     let mut args = vec!["fmt", "--check"];
     args.extend(sets.iter().map(|p| arg(p)));
     let out = agentgate(&args);
