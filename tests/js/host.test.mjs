@@ -168,11 +168,11 @@ describe('verifier lifecycle', () => {
     const inner = await nodeCrypto();
     let calls = 0;
     const counting = { verifyEs256: (...a) => (calls++, inner.verifyEs256(...a)) };
-    const verifier = await createVerifier(mailConfig, { world: 'gate-accelerated', crypto: counting });
+    const verifier = await createVerifier(mailConfig, { component: buildDir, world: 'gate-accelerated', crypto: counting });
     const d = verifier.check(boundCall());
     assert.equal(d.outcome, 'allowed', d.reason);
     assert.equal(calls, 2, 'the token and the proof');
-    const refusing = await createVerifier(mailConfig, { world: 'gate-accelerated', crypto: { verifyEs256: () => false } });
+    const refusing = await createVerifier(mailConfig, { component: buildDir, world: 'gate-accelerated', crypto: { verifyEs256: () => false } });
     assert.equal(refusing.check(boundCall()).outcome, 'invalid_token');
   });
 
@@ -185,7 +185,7 @@ describe('verifier lifecycle', () => {
         return inner.verifyEs256(...a);
       },
     };
-    const verifier = await createVerifier(mailConfig, { world: 'gate-accelerated', crypto: flaky });
+    const verifier = await createVerifier(mailConfig, { component: buildDir, world: 'gate-accelerated', crypto: flaky });
     verifier.setRevocations({ users: ['mallory'] });
     const d = verifier.check(boundCall());
     assert.equal(d.decision, 'deny');
@@ -202,8 +202,8 @@ describe('verifier lifecycle', () => {
 
   test('a replay store shared by two verifiers sees a proof once', async () => {
     const replay = new MemoryReplayStore();
-    const a = await createVerifier(mailConfig, { replay });
-    const b = await createVerifier(mailConfig, { world: 'gate-accelerated', replay });
+    const a = await createVerifier(mailConfig, { component: buildDir, replay });
+    const b = await createVerifier(mailConfig, { component: buildDir, world: 'gate-accelerated', replay });
     const call = boundCall();
     assert.equal(a.check(call).outcome, 'allowed');
     assert.equal(b.check(call).outcome, 'replayed');
@@ -211,7 +211,7 @@ describe('verifier lifecycle', () => {
   });
 
   test('set-revocations applies at once; a broken list keeps the previous one', async () => {
-    const verifier = await createVerifier(mailConfig);
+    const verifier = await createVerifier(mailConfig, { component: buildDir });
     assert.equal(verifier.setRevocations({ agents: [AGENT] }), 1);
     assert.equal(verifier.check(boundCall()).outcome, 'revoked');
     assert.throws(() => verifier.setRevocations('{"agentz": []}'), ConfigError);
@@ -223,17 +223,17 @@ describe('verifier lifecycle', () => {
   test('an unusable configuration is a ConfigError naming the file and line', async () => {
     const broken = structuredClone(mailConfig);
     broken.policies[0].text += '\npermit (principal, action == Action::"mail:nosuch", resource);\n';
-    await assert.rejects(createVerifier(broken), (e) => e instanceof ConfigError && e.message.includes(broken.policies[0].name));
+    await assert.rejects(createVerifier(broken, { component: buildDir }), (e) => e instanceof ConfigError && e.message.includes(broken.policies[0].name));
   });
 
   test('preload + verifier.preloaded decide like create', async () => {
-    const verifier = await createVerifier(mailConfig, { preloaded: true });
+    const verifier = await createVerifier(mailConfig, { component: buildDir, preloaded: true });
     assert.equal(verifier.check(boundCall()).outcome, 'allowed');
     assert.equal(verifier.check(boundCall({ user: 'bob' })).outcome, 'policy_denied');
   });
 
   test('warm-up, then a delegation chain of two', async () => {
-    const verifier = await createVerifier(mailConfig, { warmUp: true });
+    const verifier = await createVerifier(mailConfig, { component: buildDir, warmUp: true });
     const d = verifier.check(boundCall({ agents: ['spiffe://agents.example/summarizer', AGENT] }));
     assert.equal(d.outcome, 'allowed', d.reason);
     assert.deepEqual(d.chain, ['spiffe://agents.example/summarizer', AGENT]);
