@@ -2,7 +2,9 @@
 //! agent call through forward-auth with its own DPoP proof (pre-minted, so replay protection
 //! stays on). Reports checks/s and latency percentiles, then stops by itself.
 //!
-//! `cargo bench --bench load -- [SECONDS] [CONNECTIONS]` (needs `wrk`: `apt-get install wrk`)
+//! `cargo bench --bench load -- [SECONDS] [CONNECTIONS] [guest|host]` (needs `wrk`:
+//! `apt-get install wrk`). The third argument is `[runtime] crypto`: where ES256 runs (default
+//! `guest`, the portable component).
 
 // PANIC SAFETY: bench code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -24,6 +26,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let seconds: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10);
     let connections: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let crypto = args.get(2).map_or("guest", String::as_str);
+    if !matches!(crypto, "guest" | "host") {
+        eprintln!("crypto must be `guest` or `host`, not `{crypto}`");
+        std::process::exit(2);
+    }
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("wrk is not installed (apt-get install wrk)");
         std::process::exit(2);
@@ -32,6 +39,7 @@ fn main() {
     // A deployment: the mail demo with the audit log in a file, as in production.
     let dir = tempfile::tempdir().unwrap();
     let config = std::fs::read_to_string(root().join("policies/mail/agentgate.toml"))
+        .map(|c| format!("{c}\n[runtime]\ncrypto = \"{crypto}\"\n"))
         .unwrap()
         .replace("policies = \".\"", &format!("policies = \"{}\"", root().join("policies/mail").display()))
         .replace("\"../keys/", &format!("\"{}/", root().join("policies/keys").display()))
@@ -49,7 +57,9 @@ fn main() {
     spec.lifetime_secs = 3600;
     spec.bound_key = Some(agent.thumbprint());
     let token = spec.sign(&issuer);
-    let count = (seconds as usize) * 6_000;
+    // More than the server can answer in `seconds`: a proof running out would show as a fast deny.
+    let per_second = if crypto == "host" { 16_000 } else { 8_000 };
+    let count = (seconds as usize) * per_second;
     let now = mint::now() + 2;
     let proofs: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2).map(|_| s.spawn(|| (0..count / 2).map(|_| mint::dpop_proof(&agent, "GET", URI, &token, now, None)).collect::<Vec<_>>())).collect();
@@ -124,6 +134,7 @@ end
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
+    println!("crypto: {crypto} (the `[runtime] crypto` of the served component)");
     println!("{report}");
     let allowed = state.metrics().decisions(agentgate::Outcome::Allowed);
     let replayed = state.metrics().decisions(agentgate::Outcome::Replayed);

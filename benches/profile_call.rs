@@ -1,7 +1,8 @@
 //! Not a criterion bench: a loop for profilers (`perf record`, `valgrind --tool=callgrind`).
 //! Pre-mints the requests, then decides them on one host, so a profile shows the call alone.
 //!
-//! `cargo bench --bench profile_call -- native|native-awslc|guest|host [ROUNDS]`
+//! `cargo bench --bench profile_call -- native|native-awslc|guest|host [ROUNDS] [COMPONENT.wasm]`
+//! (a component file replaces the embedded one: compare guest builds without rebuilding the host)
 
 // PANIC SAFETY: bench code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -32,7 +33,8 @@ fn main() {
     let mut decider: Box<dyn Decide> = match host {
         "guest" | "host" => {
             let crypto = if host == "guest" { CryptoPlacement::Guest } else { CryptoPlacement::Host };
-            let runtime = Runtime::new(RuntimeOptions { crypto, ..RuntimeOptions::default() }, Arc::new(AcceptAll)).unwrap();
+            let component_file = args.get(3).map(std::path::PathBuf::from);
+            let runtime = Runtime::new(RuntimeOptions { crypto, component_file, ..RuntimeOptions::default() }, Arc::new(AcceptAll)).unwrap();
             let mut v = runtime.verifier(&f.config.engine).unwrap();
             v.warm_up().unwrap();
             Box::new(v)

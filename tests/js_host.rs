@@ -30,6 +30,11 @@ fn run(cmd: &mut Command) -> String {
 #[test]
 fn js_host_decides_every_vector_like_wasmtime() {
     let js = root().join("tests/js");
+    if Command::new("node").arg("--version").output().is_err() || Command::new("npm").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "Node.js and npm are required in CI (`.ci/run` installs them)");
+        eprintln!("SKIPPED: Node.js 20+ and npm are not installed; the JavaScript host's suite did not run");
+        return;
+    }
     let bin = agentgate_bin();
     assert!(bin.exists(), "{} is missing: run `cargo test --workspace --release`", bin.display());
     let dir = tempfile::tempdir().unwrap();

@@ -105,26 +105,28 @@ pub fn runtime(crypto: agentgate::config::CryptoPlacement) -> Runtime {
 pub enum Host {
     /// The engine compiled natively.
     Native,
-    /// The portable component under wasmtime.
+    /// The `gate` component under wasmtime as `agentgate` runs it: the wide-arithmetic build.
     Component,
+    /// The portable `gate` build (what Node and bundles get) under wasmtime.
+    ComponentPortable,
     /// The accelerated component under wasmtime (ES256 through the host import).
     ComponentHostCrypto,
 }
 
-pub const HOSTS: [Host; 3] = [Host::Native, Host::Component, Host::ComponentHostCrypto];
+pub const HOSTS: [Host; 4] = [Host::Native, Host::Component, Host::ComponentPortable, Host::ComponentHostCrypto];
 
 /// A fresh decider for `config` on `host`, with its own replay store.
 pub fn decider(host: Host, config: &LoadedConfig) -> Box<dyn Decide> {
     match host {
         Host::Native => Box::new(Engine::new(&config.engine, Box::new(InMemoryReplayStore::default())).unwrap()),
-        Host::Component | Host::ComponentHostCrypto => {
-            let crypto = if host == Host::Component {
-                agentgate::config::CryptoPlacement::Guest
-            } else {
+        Host::Component | Host::ComponentPortable | Host::ComponentHostCrypto => {
+            let crypto = if host == Host::ComponentHostCrypto {
                 agentgate::config::CryptoPlacement::Host
+            } else {
+                agentgate::config::CryptoPlacement::Guest
             };
             // A runtime per decider keeps replay stores apart between vectors.
-            let options = RuntimeOptions { crypto, ..RuntimeOptions::default() };
+            let options = RuntimeOptions { crypto, wide_arithmetic: host != Host::ComponentPortable, ..RuntimeOptions::default() };
             let rt = Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap();
             Box::new(rt.verifier(&config.engine).unwrap_or_else(|e| panic!("{}: {e}", config.path.display())))
         }
