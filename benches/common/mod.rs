@@ -88,7 +88,17 @@ impl Fixture {
 
     /// A component verifier in a long-lived instance, warmed up likewise.
     pub fn component(&self, crypto: CryptoPlacement) -> ComponentVerifier {
-        let runtime = Runtime::new(RuntimeOptions { crypto, ..RuntimeOptions::default() }, Arc::new(InMemoryReplayStore::default())).unwrap();
+        self.component_with(RuntimeOptions { crypto, ..RuntimeOptions::default() })
+    }
+
+    /// The in-guest crypto component as other hosts get it: the portable build, without the
+    /// wide-arithmetic proposal that wasmtime's own build uses.
+    pub fn component_portable(&self) -> ComponentVerifier {
+        self.component_with(RuntimeOptions { crypto: CryptoPlacement::Guest, wide_arithmetic: false, ..RuntimeOptions::default() })
+    }
+
+    fn component_with(&self, options: RuntimeOptions) -> ComponentVerifier {
+        let runtime = Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap();
         let mut verifier = runtime.verifier(&self.config.engine).unwrap();
         verifier.warm_up().unwrap();
         for _ in 0..3 {

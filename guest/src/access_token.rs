@@ -103,10 +103,10 @@ pub fn check_times(token: &VerifiedAccessToken, check: TokenCheck<'_>) -> Result
     if now >= exp.saturating_add(skew) {
         return Err(format!("access token expired at {exp} (now {now}, leeway {skew}s)"));
     }
-    if let Some(nbf) = token.not_before {
-        if now.saturating_add(skew) < nbf {
-            return Err(format!("access token is not valid before {nbf} (now {now}, leeway {skew}s)"));
-        }
+    if let Some(nbf) = token.not_before
+        && now.saturating_add(skew) < nbf
+    {
+        return Err(format!("access token is not valid before {nbf} (now {now}, leeway {skew}s)"));
     }
     if iat > now.saturating_add(skew) {
         return Err(format!("access token was issued in the future (`iat` {iat}, now {now}, leeway {skew}s)"));

@@ -179,19 +179,19 @@ fn normalize_percent_encoding(path: &str) -> String {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         let triple = (b == b'%').then(|| (bytes.get(i + 1), bytes.get(i + 2)));
-        if let Some((Some(&h), Some(&l))) = triple {
-            if let (Some(hi), Some(lo)) = ((h as char).to_digit(16), (l as char).to_digit(16)) {
-                let decoded = (hi * 16 + lo) as u8;
-                if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
-                    out.push(decoded as char);
-                } else {
-                    out.push('%');
-                    out.push(h.to_ascii_uppercase() as char);
-                    out.push(l.to_ascii_uppercase() as char);
-                }
-                i += 3;
-                continue;
+        if let Some((Some(&h), Some(&l))) = triple
+            && let (Some(hi), Some(lo)) = ((h as char).to_digit(16), (l as char).to_digit(16))
+        {
+            let decoded = (hi * 16 + lo) as u8;
+            if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+                out.push(decoded as char);
+            } else {
+                out.push('%');
+                out.push(h.to_ascii_uppercase() as char);
+                out.push(l.to_ascii_uppercase() as char);
             }
+            i += 3;
+            continue;
         }
         out.push(b as char);
         i += 1;

@@ -172,7 +172,7 @@ impl Engine {
                 ..Decision::from_facts(facts)
             },
             Err(denial) => {
-                if let Some(t) = trace.as_deref_mut() {
+                if let Some(t) = trace {
                     t.steps.push((denial.outcome.as_str().to_owned(), denial.reason.clone()));
                 }
                 Decision::denied(denial, facts)
@@ -279,15 +279,15 @@ impl Engine {
     fn check_sizes(&self, req: &CheckRequest) -> Result<(), Denial> {
         let limits = &self.settings.limits;
         let over = |what: &str, len: usize, max: usize| Denial::request(format!("`{what}` is {len} bytes, over the limit of {max}"));
-        if let Some(c) = &req.context_json {
-            if c.len() > limits.max_context_bytes {
-                return Err(over("context", c.len(), limits.max_context_bytes));
-            }
+        if let Some(c) = &req.context_json
+            && c.len() > limits.max_context_bytes
+        {
+            return Err(over("context", c.len(), limits.max_context_bytes));
         }
-        if let Some(e) = &req.entities_json {
-            if e.len() > limits.max_entities_bytes {
-                return Err(over("entities", e.len(), limits.max_entities_bytes));
-            }
+        if let Some(e) = &req.entities_json
+            && e.len() > limits.max_entities_bytes
+        {
+            return Err(over("entities", e.len(), limits.max_entities_bytes));
         }
         Ok(())
     }

@@ -45,10 +45,10 @@ pub fn verify(token: &str, settings: &Settings, trust: &TrustStore, now: i64, ve
         Some(typ) if typ == "JWT" || typ == "JOSE" => IdentityKind::JwtSvid,
         Some(typ) => return Err(format!("agent identity has `typ` {}, expected `wit+jwt` or a JWT-SVID", quote(typ))),
     };
-    if kind == IdentityKind::JwtSvid {
-        if let Some(extra) = jws.header().keys().find(|k| !SVID_HEADERS.contains(&k.as_str())) {
-            return Err(format!("agent identity (JWT-SVID) has the header `{}`, which JWT-SVID §2 forbids", extra.escape_default()));
-        }
+    if kind == IdentityKind::JwtSvid
+        && let Some(extra) = jws.header().keys().find(|k| !SVID_HEADERS.contains(&k.as_str()))
+    {
+        return Err(format!("agent identity (JWT-SVID) has the header `{}`, which JWT-SVID §2 forbids", extra.escape_default()));
     }
     let Some(Value::String(sub)) = jws.unverified_claim("sub") else {
         return Err("agent identity lacks a string `sub`".into());
@@ -75,15 +75,15 @@ pub fn verify(token: &str, settings: &Settings, trust: &TrustStore, now: i64, ve
     if now >= exp.saturating_add(skew) {
         return Err(format!("agent identity expired at {exp} (now {now}, leeway {skew}s)"));
     }
-    if let Some(nbf) = claims::numeric_date(c, "nbf").map_err(claim)? {
-        if now.saturating_add(skew) < nbf {
-            return Err(format!("agent identity is not valid before {nbf}"));
-        }
+    if let Some(nbf) = claims::numeric_date(c, "nbf").map_err(claim)?
+        && now.saturating_add(skew) < nbf
+    {
+        return Err(format!("agent identity is not valid before {nbf}"));
     }
-    if let Some(iat) = claims::numeric_date(c, "iat").map_err(claim)? {
-        if iat > now.saturating_add(skew) {
-            return Err(format!("agent identity was issued in the future (`iat` {iat}, now {now})"));
-        }
+    if let Some(iat) = claims::numeric_date(c, "iat").map_err(claim)?
+        && iat > now.saturating_add(skew)
+    {
+        return Err(format!("agent identity was issued in the future (`iat` {iat}, now {now})"));
     }
     let bound_key = match kind {
         IdentityKind::JwtSvid => {

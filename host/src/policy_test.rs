@@ -129,10 +129,10 @@ fn judge(case: &Case, decision: &Decision) -> Option<String> {
         let want = if case.expect == Expect::Allow { "allow" } else { "deny" };
         return Some(format!("expected {want}, got {got}"));
     }
-    if let Some(outcome) = &case.outcome {
-        if outcome != decision.outcome.as_str() {
-            return Some(format!("expected outcome `{outcome}`, got {got}"));
-        }
+    if let Some(outcome) = &case.outcome
+        && outcome != decision.outcome.as_str()
+    {
+        return Some(format!("expected outcome `{outcome}`, got {got}"));
     }
     if let Some(expected) = &case.policies {
         let mut want = expected.clone();

@@ -47,10 +47,10 @@ impl InMemoryReplayStore {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         let Some(shard) = self.shards.get(index) else { return false };
         let Ok(mut map) = shard.lock() else { return false };
-        if let Some(&until) = map.get(key) {
-            if until > now {
-                return false;
-            }
+        if let Some(&until) = map.get(key)
+            && until > now
+        {
+            return false;
         }
         if map.len() >= self.max_per_shard {
             map.retain(|_, until| *until > now);

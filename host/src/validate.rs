@@ -68,10 +68,10 @@ pub fn validate(path: &Path) -> Report {
     if !server.forward_auth_prefix.starts_with('/') {
         problems.push(Problem::general(&file, format!("`[server] forward_auth_prefix` `{}` must start with `/`", server.forward_auth_prefix)));
     }
-    if let Some(mcp) = &loaded.file.mcp {
-        if !mcp.path.starts_with('/') {
-            problems.push(Problem::general(&file, format!("`[mcp] path` `{}` must start with `/`", mcp.path)));
-        }
+    if let Some(mcp) = &loaded.file.mcp
+        && !mcp.path.starts_with('/')
+    {
+        problems.push(Problem::general(&file, format!("`[mcp] path` `{}` must start with `/`", mcp.path)));
     }
     Report { config: Some(loaded), problems }
 }

@@ -40,15 +40,15 @@ impl RequestJson {
     /// Parses and checks the shape of a request document.
     pub fn parse(text: &str) -> Result<Self, String> {
         let request: RequestJson = serde_json::from_str(text).map_err(|e| format!("malformed request: {e}"))?;
-        if let Some(c) = &request.context {
-            if !c.is_object() {
-                return Err("malformed request: `context` must be a JSON object".into());
-            }
+        if let Some(c) = &request.context
+            && !c.is_object()
+        {
+            return Err("malformed request: `context` must be a JSON object".into());
         }
-        if let Some(e) = &request.entities {
-            if !e.is_array() {
-                return Err("malformed request: `entities` must be a JSON array of Cedar entities".into());
-            }
+        if let Some(e) = &request.entities
+            && !e.is_array()
+        {
+            return Err("malformed request: `entities` must be a JSON array of Cedar entities".into());
         }
         Ok(request)
     }

@@ -153,10 +153,10 @@ pub fn mismatch(expect: &Expect, d: &Decision) -> Option<String> {
     if expect.outcome != d.outcome.as_str() {
         problems.push(format!("outcome `{}`, expected `{}`", d.outcome, expect.outcome));
     }
-    if let Some(phrase) = &expect.reason_contains {
-        if !d.reason.contains(phrase.as_str()) {
-            problems.push(format!("reason `{}` lacks `{phrase}`", d.reason));
-        }
+    if let Some(phrase) = &expect.reason_contains
+        && !d.reason.contains(phrase.as_str())
+    {
+        problems.push(format!("reason `{}` lacks `{phrase}`", d.reason));
     }
     if let Some(policies) = &expect.policies {
         let mut got = d.policies.clone();
@@ -165,10 +165,10 @@ pub fn mismatch(expect: &Expect, d: &Decision) -> Option<String> {
             problems.push(format!("policies {got:?}, expected {policies:?}"));
         }
     }
-    if let Some(nonce) = expect.dpop_nonce {
-        if d.dpop_nonce.is_some() != nonce {
-            problems.push(format!("dpop_nonce {:?}, expected present={nonce}", d.dpop_nonce));
-        }
+    if let Some(nonce) = expect.dpop_nonce
+        && d.dpop_nonce.is_some() != nonce
+    {
+        problems.push(format!("dpop_nonce {:?}, expected present={nonce}", d.dpop_nonce));
     }
     (!problems.is_empty()).then(|| format!("{} (reason: {})", problems.join("; "), d.reason))
 }

@@ -183,10 +183,7 @@ impl SignatureVerifier for RustCryptoVerifier {
     fn pin(&self, key: &PublicKey) {
         let _ = precomputed::generator_table();
         if let Ok(mut tables) = self.tables.lock() {
-            if !tables.pinned.contains_key(&key.sec1) {
-                let table = Arc::new(FixedBaseTable::new(key.key.as_affine().into(), PINNED_WINDOW));
-                tables.pinned.insert(key.sec1, table);
-            }
+            tables.pinned.entry(key.sec1).or_insert_with(|| Arc::new(FixedBaseTable::new(key.key.as_affine().into(), PINNED_WINDOW)));
         }
     }
 }

@@ -74,10 +74,10 @@ impl FixedBaseTable {
         let mut acc = ProjectivePoint::IDENTITY;
         for (index, start) in (0..256).step_by(w).enumerate() {
             let digit = (0..w).filter(|j| start + j < 256).fold(0usize, |d, j| d | (bit(start + j) << j));
-            if digit != 0 {
-                if let Some(point) = self.points.get(index * per_window + digit - 1) {
-                    acc += point;
-                }
+            if digit != 0
+                && let Some(point) = self.points.get(index * per_window + digit - 1)
+            {
+                acc += point;
             }
         }
         acc

@@ -51,14 +51,14 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
     let mut report = validate::validate(&path);
     // The component's own verdict, when the native checks pass: the engine that decides is the
     // one inside the sandbox.
-    if report.problems.is_empty() {
-        if let Some(loaded) = &report.config {
-            let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), Arc::new(InMemoryReplayStore::default()))?;
-            match runtime.verifier(&loaded.engine) {
-                Ok(_) => {}
-                Err(VerifierError::Config(message)) => report.problems.push(Problem::general(&path.display().to_string(), message)),
-                Err(e) => return Err(e.into()),
-            }
+    if report.problems.is_empty()
+        && let Some(loaded) = &report.config
+    {
+        let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), Arc::new(InMemoryReplayStore::default()))?;
+        match runtime.verifier(&loaded.engine) {
+            Ok(_) => {}
+            Err(VerifierError::Config(message)) => report.problems.push(Problem::general(&path.display().to_string(), message)),
+            Err(e) => return Err(e.into()),
         }
     }
     match args.format {

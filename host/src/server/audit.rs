@@ -95,6 +95,8 @@ pub fn now_rfc3339() -> String {
 
 #[cfg(test)]
 mod tests {
+    // PANIC SAFETY: test code.
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     #[test]
     fn rfc3339_shape() {
         let t = super::now_rfc3339();

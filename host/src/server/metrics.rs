@@ -22,10 +22,10 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one decision and its latency.
     pub fn record(&self, outcome: Outcome, latency: Duration) {
-        if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
-            if let Some(c) = self.decisions.get(i) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome)
+            && let Some(c) = self.decisions.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         let secs = latency.as_secs_f64();
         for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {

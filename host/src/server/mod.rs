@@ -138,10 +138,10 @@ impl Deployment {
         if batch {
             gate.verifier_mut().end_batch();
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.pool_size {
-                idle.push(gate);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.pool_size
+        {
+            idle.push(gate);
         }
         out
     }

@@ -151,6 +151,8 @@ impl Origins {
 
 #[cfg(test)]
 mod tests {
+    // PANIC SAFETY: test code.
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[test]
