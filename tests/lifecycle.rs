@@ -70,3 +70,37 @@ fn a_warmed_up_verifier_decides_like_a_cold_one() {
     let d = verifier.check(&vector.steps[0].request.to_check_request(None));
     assert!(mismatch(&vector.steps[0].expect, &d).is_none(), "{d:?}");
 }
+
+/// Accepts every proof id, so one pre-signed vector call can be decided by several instances.
+struct AcceptEveryProof;
+
+impl agentgate::ReplayGuard for AcceptEveryProof {
+    fn remember(&self, _key: &str, _expires_at: u64) -> bool {
+        true
+    }
+}
+
+/// Pooled slots keep their dirtied pages resident and reset them in place (see
+/// `KEEP_RESIDENT_BYTES`): an instance must still start from the snapshot, never from what the
+/// previous instance in its slot left behind. One slot, so the second instance reuses it.
+#[test]
+fn a_reused_pool_slot_starts_from_the_snapshot_not_from_the_previous_instance() {
+    let config = load_config("policies/mail/agentgate.toml");
+    let vector = read_vector(&root().join("tests/vectors/001_mail_bound_agent_reads_own_inbox.json"));
+    let request = vector.steps[0].request.to_check_request(None);
+    for crypto in [CryptoPlacement::Guest, CryptoPlacement::Host] {
+        let options = RuntimeOptions { crypto, pooling: Some(1), ..RuntimeOptions::default() };
+        let runtime = Runtime::preinitialized(options, Arc::new(AcceptEveryProof), &config.engine).unwrap();
+        {
+            let mut first = runtime.preloaded_verifier().unwrap();
+            first.set_revocations(r#"{"agents": ["spiffe://agents.example/mail-assistant"]}"#).unwrap();
+            let d = first.check(&request);
+            assert_eq!(d.outcome.as_str(), "revoked", "{crypto:?}: {d:?}");
+        }
+        for round in 0..3 {
+            let mut next = runtime.preloaded_verifier().unwrap();
+            let d = next.check(&request);
+            assert!(d.allowed, "{crypto:?}, instance {round} after the revoking one: {d:?}");
+        }
+    }
+}

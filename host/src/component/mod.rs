@@ -235,8 +235,10 @@ fn new_engine(options: &RuntimeOptions) -> anyhow::Result<(Engine, EpochTicker)>
         // instance's first decision drops from ~510 to ~260 µs with host crypto. Only with the
         // PAGEMAP_SCAN ioctl (Linux 6.7+), which finds the dirtied pages; without it, wasmtime
         // would memset the whole kept range on every free.
+        // `Auto`, not `Yes`: should the ioctl fail at engine creation after all, wasmtime falls
+        // back to memset instead of refusing to start.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
-            pool.pagemap_scan(wasmtime::Enabled::Yes);
+            pool.pagemap_scan(wasmtime::Enabled::Auto);
             pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES.min(options.memory_limit_bytes));
             pool.table_keep_resident(1 << 20);
         }
