@@ -8,42 +8,13 @@
 mod support;
 
 use agentgate::gateway::{self, WasiHttpHost};
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use support::serve::{ASSISTANT, Deployment, URI, agent, header, keys, proof, token};
-
-type Seen = Arc<Mutex<Vec<(String, HashMap<String, String>, String)>>>;
-
-fn upstream() -> (SocketAddr, Seen) {
-    let seen: Seen = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let recorded = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
-                let recorded = recorded.clone();
-                async move {
-                    let map = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-                    recorded.lock().unwrap().push((uri.to_string(), map, body));
-                    ([("x-upstream", "yes")], "hello from upstream")
-                }
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (addr, seen)
-}
+use support::serve::{ASSISTANT, Deployment, Recorded, URI, agent, header, keys, proof, recording_upstream, token};
 
 #[test]
 fn the_gateway_forwards_allowed_calls_and_answers_denials_itself() {
     let deployment = Deployment::standard();
     let config = agentgate::config::load(&deployment.path("agentgate.toml")).unwrap();
-    let (upstream_addr, seen) = upstream();
+    let (upstream_addr, seen) = recording_upstream();
     let component = gateway::build(&config, &format!("http://{upstream_addr}")).unwrap();
     let host = WasiHttpHost::new(&component).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -74,7 +45,7 @@ fn the_gateway_forwards_allowed_calls_and_answers_denials_itself() {
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
-        let (uri, h, _) = &seen[0];
+        let Recorded { uri, headers: h, .. } = &seen[0];
         assert_eq!(uri, "/mailboxes/alice/messages?page=1");
         assert_eq!(h.get("x-agentgate-agent").map(String::as_str), Some(ASSISTANT));
         assert_eq!(h.get("x-agentgate-user").map(String::as_str), Some("alice"), "a forged identity header is replaced");

@@ -8,41 +8,11 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::serve::*;
-
-/// Headers the upstream received, one map per request.
-type Seen = Arc<Mutex<Vec<HashMap<String, String>>>>;
-
-/// A tiny upstream that records each request's headers and answers 200 "hello from upstream".
-fn upstream() -> (SocketAddr, Seen) {
-    let seen: Seen = Arc::default();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let recorded = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-                let recorded = recorded.clone();
-                async move {
-                    let map = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-                    recorded.lock().unwrap().push(map);
-                    "hello from upstream"
-                }
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    (addr, seen)
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -147,7 +117,7 @@ fn nginx_auth_request_in_front_of_an_upstream() {
     }
     let deployment = Deployment::standard();
     let gate = start(&deployment);
-    let (upstream_addr, seen) = upstream();
+    let (upstream_addr, seen) = recording_upstream();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let _nginx = start_nginx(dir.path(), port, gate.addr, upstream_addr);
@@ -170,7 +140,7 @@ fn nginx_auth_request_in_front_of_an_upstream() {
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
-        let h = &seen[0];
+        let h = &seen[0].headers;
         assert_eq!(h.get("x-agentgate-agent").map(String::as_str), Some(ASSISTANT));
         assert_eq!(h.get("x-agentgate-user").map(String::as_str), Some("alice"));
         assert_eq!(h.get("x-agentgate-chain").map(String::as_str), Some(ASSISTANT));

@@ -83,14 +83,8 @@ pub fn build(config: &LoadedConfig, upstream: &str) -> anyhow::Result<Vec<u8>> {
     wizer.init_func(format!("preload({argument})"));
     let run = wizer.run_component(&mut store, GATEWAY_COMPONENT, async |store, component| linker.instantiate_async(store, component).await);
     let (snapshot, results) = crate::component::preinit::block_on(run).map_err(anyhow::Error::from).context("pre-initializing the gateway")?;
-    match results.first() {
-        Some(Val::Result(Ok(_))) => Ok(snapshot),
-        Some(Val::Result(Err(Some(message)))) => match message.as_ref() {
-            Val::String(m) => bail!("{m}"),
-            other => bail!("preload failed: {other:?}"),
-        },
-        other => bail!("preload returned {other:?}"),
-    }
+    crate::component::preinit::preload_outcome(&results)?;
+    Ok(snapshot)
 }
 
 /// A minimal wasi:http host: one instance per request, like `wasmtime serve`.

@@ -8,12 +8,12 @@
 // Usage: node bench.mjs [--iterations N] [--warmup N]      (after node prepare.mjs)
 
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createVerifier, loadComponent } from './host.mjs';
 import { mintProof, mintToken, readJwk } from './mint.mjs';
+import { buildDir, resolvedConfig } from './vectors.mjs';
 
 const { values: args } = parseArgs({ options: { iterations: { type: 'string', default: '500' }, warmup: { type: 'string', default: '100' } } });
 const N = Number(args.iterations);
@@ -21,11 +21,7 @@ const WARMUP = Number(args.warmup);
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
-const buildPath = resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'));
-const buildDir = pathToFileURL(`${buildPath}/`);
-const configDir = resolve(process.env.AGENTGATE_CONFIGS ?? join(buildPath, 'configs'));
-const index = JSON.parse(readFileSync(join(configDir, 'index.json'), 'utf8'));
-const config = readFileSync(join(configDir, index['policies/mail/agentgate.toml']), 'utf8');
+const config = resolvedConfig('policies/mail/agentgate.toml');
 const issuerKey = readJwk(join(root, 'policies/keys/issuer.TEST-ONLY.private.jwk.json'));
 const agentKey = readJwk(join(root, 'policies/keys/agent.TEST-ONLY.private.jwk.json'));
 const ORIGIN = 'https://mail.example.com';

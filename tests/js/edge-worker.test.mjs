@@ -4,28 +4,23 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import worker, { createGate, quoted } from './edge-worker.mjs';
 import { createVerifier } from './host.mjs';
 import { mintProof, readJwk } from './mint.mjs';
+import { buildDir, resolvedConfig as config } from './vectors.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 const bin = resolve(process.env.AGENTGATE_BIN ?? join(root, 'target', 'release', 'agentgate'));
-const buildPath = resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'));
-const buildDir = pathToFileURL(`${buildPath}/`);
-const configDir = resolve(process.env.AGENTGATE_CONFIGS ?? join(buildPath, 'configs'));
 const keys = join(root, 'policies', 'keys');
 const ISSUER_KEY = join(keys, 'issuer.TEST-ONLY.private.jwk.json');
 const AGENT_KEY = join(keys, 'agent.TEST-ONLY.private.jwk.json');
 const ORIGIN = 'https://mail.example.com';
 const AGENT = 'spiffe://agents.example/mail-assistant';
 
-const index = JSON.parse(readFileSync(join(configDir, 'index.json'), 'utf8'));
-const config = (name) => readFileSync(join(configDir, index[name]), 'utf8');
 
 const mint = (...args) => execFileSync(bin, ['mint', ...args], { encoding: 'utf8' }).trim();
 function mintToken({ sub = 'alice', agent = AGENT, scope = 'mail.read' } = {}) {

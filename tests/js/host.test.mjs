@@ -7,7 +7,7 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   ConfigError,
   createVerifier,
@@ -20,14 +20,11 @@ import {
   toWitConfig,
 } from './host.mjs';
 import { mintProof, mintToken, readJwk } from './mint.mjs';
+import { buildDir, resolvedConfig } from './vectors.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
-const buildPath = resolve(process.env.AGENTGATE_JS_BUILD ?? join(here, 'build'));
-const buildDir = pathToFileURL(`${buildPath}/`);
-const configDir = resolve(process.env.AGENTGATE_CONFIGS ?? join(buildPath, 'configs'));
-const index = JSON.parse(readFileSync(join(configDir, 'index.json'), 'utf8'));
-const mailConfig = JSON.parse(readFileSync(join(configDir, index['policies/mail/agentgate.toml']), 'utf8'));
+const mailConfig = JSON.parse(resolvedConfig('policies/mail/agentgate.toml'));
 const issuerKey = readJwk(join(root, 'policies/keys/issuer.TEST-ONLY.private.jwk.json'));
 const agentKey = readJwk(join(root, 'policies/keys/agent.TEST-ONLY.private.jwk.json'));
 const ORIGIN = 'https://mail.example.com';

@@ -199,3 +199,38 @@ pub fn evaluation(k: &Keys, token: &str, resource_owner: &str) -> Value {
     })
 }
 
+/// One request an upstream received.
+pub struct Recorded {
+    pub uri: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+/// What a recording upstream has received so far.
+pub type Seen = std::sync::Arc<Mutex<Vec<Recorded>>>;
+
+/// A tiny upstream on a loopback port that records every request and answers 200
+/// `hello from upstream` with the header `x-upstream: yes`.
+pub fn recording_upstream() -> (SocketAddr, Seen) {
+    let seen: Seen = Seen::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| {
+                let recorded = recorded.clone();
+                async move {
+                    let headers = headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+                    recorded.lock().unwrap().push(Recorded { uri: uri.to_string(), headers, body });
+                    ([("x-upstream", "yes")], "hello from upstream")
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (addr, seen)
+}

@@ -31,8 +31,14 @@ pub fn preinitialize(engine: &Engine, component: &[u8], config: &EngineConfig, s
     store.set_epoch_deadline(deadline_ticks);
     let run = wizer.run_component(&mut store, component, async |store, component| linker.instantiate_async(store, component).await);
     let (snapshot, results) = block_on(run).map_err(anyhow::Error::from).context("pre-initializing the component")?;
+    preload_outcome(&results)?;
+    Ok(snapshot)
+}
+
+/// What `preload` returned (`result<_, string>`), as the snapshot's success or its error message.
+pub(crate) fn preload_outcome(results: &[Val]) -> anyhow::Result<()> {
     match results.first() {
-        Some(Val::Result(Ok(_))) => Ok(snapshot),
+        Some(Val::Result(Ok(_))) => Ok(()),
         Some(Val::Result(Err(Some(message)))) => match message.as_ref() {
             Val::String(m) => bail!("{m}"),
             other => bail!("preload failed: {other:?}"),
