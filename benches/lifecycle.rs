@@ -11,7 +11,7 @@ mod common;
 
 use agentgate::component::PORTABLE_COMPONENT;
 use agentgate::config::CryptoPlacement;
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::{Runtime, RuntimeOptions};
 use common::Fixture;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -28,8 +28,8 @@ fn compile_vs_load(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let options = || RuntimeOptions { cache_dir: Some(dir.path().to_path_buf()), ..RuntimeOptions::default() };
-    drop(Runtime::new(options(), Arc::new(InMemoryReplayStore::default())).unwrap());
-    c.bench_function("component/runtime_new_from_cached_artifact", |b| b.iter(|| Runtime::new(options(), Arc::new(InMemoryReplayStore::default())).unwrap()));
+    drop(Runtime::new(options(), Arc::new(LocalState::default())).unwrap());
+    c.bench_function("component/runtime_new_from_cached_artifact", |b| b.iter(|| Runtime::new(options(), Arc::new(LocalState::default())).unwrap()));
 }
 
 fn instances(c: &mut Criterion) {
@@ -37,9 +37,9 @@ fn instances(c: &mut Criterion) {
     let mut group = c.benchmark_group("fresh_instance");
     for (alloc, pooling) in [("on_demand", None), ("pooling", Some(64))] {
         let options = RuntimeOptions { pooling, ..RuntimeOptions::default() };
-        let runtime = Runtime::new(options.clone(), Arc::new(InMemoryReplayStore::default())).unwrap();
+        let runtime = Runtime::new(options.clone(), Arc::new(LocalState::default())).unwrap();
         group.bench_function(format!("create_config/{alloc}"), |b| b.iter(|| runtime.verifier(black_box(&f.config.engine)).unwrap()));
-        let preinit = Runtime::preinitialized(options, Arc::new(InMemoryReplayStore::default()), &f.config.engine).unwrap();
+        let preinit = Runtime::preinitialized(options, Arc::new(LocalState::default()), &f.config.engine).unwrap();
         group.bench_function(format!("preinitialized/{alloc}"), |b| b.iter(|| preinit.preloaded_verifier().unwrap()));
     }
     group.finish();
@@ -50,7 +50,7 @@ fn first_decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("fresh_instance_to_first_decision");
     for (name, crypto) in [("guest_crypto", CryptoPlacement::Guest), ("host_crypto", CryptoPlacement::Host)] {
         let options = RuntimeOptions { crypto, pooling: Some(64), ..RuntimeOptions::default() };
-        let runtime = Runtime::new(options.clone(), Arc::new(InMemoryReplayStore::default())).unwrap();
+        let runtime = Runtime::new(options.clone(), Arc::new(LocalState::default())).unwrap();
         group.bench_function(format!("create_config/{name}"), |b| {
             b.iter_batched(
                 || f.call(),
@@ -61,7 +61,7 @@ fn first_decision(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        let preinit = Runtime::preinitialized(options, Arc::new(InMemoryReplayStore::default()), &f.config.engine).unwrap();
+        let preinit = Runtime::preinitialized(options, Arc::new(LocalState::default()), &f.config.engine).unwrap();
         group.bench_function(format!("preinitialized/{name}"), |b| {
             b.iter_batched(
                 || f.call(),

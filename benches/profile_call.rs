@@ -10,19 +10,9 @@
 mod common;
 
 use agentgate::config::CryptoPlacement;
-use agentgate::{Decide, Engine, ReplayGuard, Runtime, RuntimeOptions};
-use common::Fixture;
+use agentgate::{Decide, Engine, Runtime, RuntimeOptions};
+use common::{AcceptEveryProof as AcceptAll, Fixture};
 use std::sync::Arc;
-
-/// Accepts every proof id, so the same pre-minted requests can be decided again and again: the
-/// profile then shows the call, not the minting.
-struct AcceptAll;
-
-impl ReplayGuard for AcceptAll {
-    fn remember(&self, _key: &str, _expires_at: u64) -> bool {
-        true
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();

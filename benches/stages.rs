@@ -69,7 +69,7 @@ fn dpop_checks(c: &mut Criterion) {
 
 fn cedar(c: &mut Criterion) {
     let f = Fixture::mail();
-    let engine = Engine::new(&f.config.engine, Box::new(agentgate::replay::InMemoryReplayStore::default())).unwrap();
+    let engine = Engine::new(&f.config.engine, Box::new(agentgate::state::LocalState::default())).unwrap();
     let facts = ContextFacts {
         user: "alice".into(),
         scopes: vec!["mail.read".into()],

@@ -23,6 +23,10 @@ struct Variant {
     /// Extra rustflags for every crate of the build, and the target directory suffix that keeps
     /// their artifacts apart from the portable ones (a flag change would otherwise rebuild both).
     rustflags: Option<(&'static str, &'static str)>,
+    /// Cargo features of `package`. The build shares the target directory (and so every
+    /// dependency) with the plain build: the two cdylibs share a file name, which is fine
+    /// because each is copied out right after its own build.
+    features: Option<&'static str>,
 }
 
 /// `i64.mul_wide_u` for the 64×64→128-bit limb products of P-256 field arithmetic, which plain
@@ -33,11 +37,13 @@ const WIDE_ARITHMETIC: (&str, &str) = (r#"target.wasm32-wasip2.rustflags=["-C","
 
 // One cargo invocation each: building both packages together would unify the engine's features
 // and give the portable component the accelerated world.
-const VARIANTS: [Variant; 4] = [
-    Variant { file: "agentgate_gate.wasm", package: "agentgate-engine", rustflags: None },
-    Variant { file: "agentgate_gate_wide.wasm", package: "agentgate-engine", rustflags: Some(WIDE_ARITHMETIC) },
-    Variant { file: "agentgate_gate_accelerated.wasm", package: "agentgate-engine-accelerated", rustflags: None },
-    Variant { file: "agentgate_gateway.wasm", package: "agentgate-gateway", rustflags: None },
+const VARIANTS: [Variant; 5] = [
+    Variant { file: "agentgate_gate.wasm", package: "agentgate-engine", rustflags: None, features: None },
+    Variant { file: "agentgate_gate_wide.wasm", package: "agentgate-engine", rustflags: Some(WIDE_ARITHMETIC), features: None },
+    Variant { file: "agentgate_gate_accelerated.wasm", package: "agentgate-engine-accelerated", rustflags: None, features: None },
+    Variant { file: "agentgate_gateway.wasm", package: "agentgate-gateway", rustflags: None, features: None },
+    // The gateway that imports agentgate's `state` (world `http-gateway-shared`).
+    Variant { file: "agentgate_gateway_shared.wasm", package: "agentgate-gateway", rustflags: None, features: Some("shared-state") },
 ];
 
 fn main() {
@@ -91,6 +97,9 @@ fn build_variant(root: &Path, target_dir: &Path, profile: &str, variant: &Varian
         .arg(&target_dir);
     if let Some((config, _)) = variant.rustflags {
         cmd.args(["--config", config]);
+    }
+    if let Some(features) = variant.features {
+        cmd.args(["--features", features]);
     }
     // The outer build's flags and target are for the host, not for the component.
     for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_RUSTFLAGS"] {

@@ -7,10 +7,9 @@
 mod support;
 
 use agentgate::config::CryptoPlacement;
-use agentgate::replay::InMemoryReplayStore;
 use agentgate::{Runtime, RuntimeOptions};
 use std::sync::Arc;
-use support::{Host, load_config, read_vector, run_vector, vector_files};
+use support::{Host, StateSlot, load_config, read_vector, run_vector, vector_files};
 
 #[test]
 fn a_bundle_decides_like_the_runner_with_config_files() {
@@ -21,13 +20,15 @@ fn a_bundle_decides_like_the_runner_with_config_files() {
         let bytes = Runtime::bundle(&options, &config.engine).unwrap();
         let file = dir.path().join("gate.wasm");
         std::fs::write(&file, &bytes).unwrap();
-        let runtime = Runtime::new(RuntimeOptions { component_file: Some(file), ..options }, Arc::new(InMemoryReplayStore::default())).unwrap();
+        let state = Arc::new(StateSlot::default());
+        let runtime = Runtime::new(RuntimeOptions { component_file: Some(file), ..options }, state.clone()).unwrap();
         let mut compared = 0;
         for path in vector_files() {
             let vector = read_vector(&path);
             if vector.config != config_name {
                 continue;
             }
+            state.reset(vector.host_state.as_ref());
             let mut bundled = runtime.preloaded_verifier().unwrap();
             if let Some(r) = &vector.revocations {
                 bundled.set_revocations(&r.to_string()).unwrap();

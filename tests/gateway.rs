@@ -15,8 +15,8 @@ fn the_gateway_forwards_allowed_calls_and_answers_denials_itself() {
     let deployment = Deployment::standard();
     let config = agentgate::config::load(&deployment.path("agentgate.toml")).unwrap();
     let (upstream_addr, seen) = recording_upstream();
-    let component = gateway::build(&config, &format!("http://{upstream_addr}")).unwrap();
-    let host = WasiHttpHost::new(&component).unwrap();
+    let component = gateway::build(&config, &format!("http://{upstream_addr}"), gateway::StatePlacement::Instance).unwrap();
+    let host = WasiHttpHost::new(&component, None).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -84,6 +84,6 @@ fn the_gateway_forwards_allowed_calls_and_answers_denials_itself() {
 fn building_a_gateway_needs_an_origin_and_routes() {
     let deployment = Deployment::new("", "\n[server]\nexternal_origins = []\n");
     let config = agentgate::config::load(&deployment.path("agentgate.toml")).unwrap();
-    let err = gateway::build(&config, "http://127.0.0.1:1").unwrap_err();
+    let err = gateway::build(&config, "http://127.0.0.1:1", gateway::StatePlacement::Instance).unwrap_err();
     assert!(format!("{err:#}").contains("external_origins"), "{err:#}");
 }

@@ -21,7 +21,7 @@ use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Signer as _;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use support::{Expect, Step, Vector, root};
+use support::{Expect, HostStateSpec, Step, Vector, root};
 
 /// 2026-01-01T00:00:00Z: every vector is evaluated at this instant.
 const T0: u64 = 1_767_225_600;
@@ -261,7 +261,12 @@ impl Gen {
 
     fn push_with(&mut self, slug: &str, intent: &str, config: &str, revocations: Option<Value>, steps: Vec<Step>) {
         let name = format!("{:03}_{slug}.json", self.vectors.len() + 1);
-        self.vectors.push((name, Vector { intent: intent.into(), config: config.into(), revocations, steps }));
+        self.vectors.push((name, Vector { intent: intent.into(), config: config.into(), revocations, host_state: None, steps }));
+    }
+
+    fn push_with_state(&mut self, slug: &str, intent: &str, host_state: HostStateSpec, steps: Vec<Step>) {
+        let name = format!("{:03}_{slug}.json", self.vectors.len() + 1);
+        self.vectors.push((name, Vector { intent: intent.into(), config: MAIL.into(), revocations: None, host_state: Some(host_state), steps }));
     }
 
     fn one(&mut self, slug: &str, intent: &str, config: &str, request: RequestJson, expect: Expect) {
@@ -772,7 +777,7 @@ fn build() -> Vec<(String, Vector)> {
     let token = g.token(&c);
     let proof = g.proof(&token);
     let r = g.mail_request(Some(format!("DPoP {token}")), Some(proof), None);
-    g.one("cnf_without_jkt", "a token bound by mTLS (`x5t#S256`) cannot be honoured here", MAIL, r, deny("invalid_token", "`cnf` without `jkt`"));
+    g.one("cnf_without_jkt", "a token bound by mTLS (`x5t#S256`) cannot be honoured here", MAIL, r, deny("invalid_token", "a confirmation method this service cannot check"));
 
     let c = g.mail_claims();
     let token = g.token(&c);
@@ -912,6 +917,80 @@ fn build() -> Vec<(String, Vector)> {
     c.insert("act".into(), json!({"sub": "spiffe://agents.example/compromised-assistant"}));
     let r = g.bound_call(&c);
     g.one("revoked_by_config_file", "the demo's `revoked.json` lists a compromised agent", MAIL, r, deny("revoked", "compromised-assistant"));
+
+    // ---- Hardening I (outside review): added with contract 0.2.0 ----------------------------------
+    // Finding 5: `jkt` next to a confirmation method the engine cannot check.
+    let mut c = g.mail_claims();
+    let jkt = g.agent.thumbprint();
+    c.insert("cnf".into(), json!({"jkt": jkt, "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}));
+    let r = g.bound_call(&c);
+    g.one("cnf_jkt_and_mtls", "a token bound to a key and to a certificate: the certificate cannot be checked here, so the token is refused", MAIL, r, deny("invalid_token", "has a `cnf` with `x5t#S256`, a confirmation method this service cannot check"));
+    // Finding 7: the proof key is compared with `cnf.jkt` before any signature is checked.
+    let claims = g.mail_claims();
+    let token = g.token(&claims);
+    let proof_claims = g.proof_claims("GET", MAIL_URI, &token);
+    let other = g.other_agent.clone();
+    let forged = with_signature(&sign(&other, &Gen::proof_header(&other), &Value::Object(proof_claims)), &[7u8; 64]);
+    let r = g.mail_request(Some(format!("DPoP {token}")), Some(forged), None);
+    g.one("dpop_other_key_refused_before_signature", "a proof by another key with a garbage signature is refused for its key, before any curve arithmetic", MAIL, r, deny("invalid_token", "does not match the token's `cnf.jkt`"));
+    // Finding 4: key revocations by thumbprint for every key the engine trusts, and scoped `kid`s.
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    let issuer_thumb = g.issuer.thumbprint();
+    g.push_with("revoked_issuer_key_thumbprint", "an issuer signing key revoked by its RFC 7638 thumbprint", MAIL, Some(json!({"keys": [{"thumbprint": issuer_thumb}]})), vec![Step { request: r, expect: deny("revoked", "is revoked") }]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with("revoked_issuer_kid_scoped", "an issuer signing key revoked by `kid` scoped to its issuer", MAIL, Some(json!({"keys": [{"issuer": ISSUER, "kid": "demo-issuer-2026-11"}]})), vec![Step { request: r, expect: deny("revoked", "key `demo-issuer-2026-11` of issuer `https://auth.demo.agentgate.dev` is revoked") }]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with("revoked_kid_of_another_issuer", "revoking another issuer's key with the same `kid` leaves this issuer's key alone", MAIL, Some(json!({"keys": [{"issuer": "https://other-as.example", "kid": "demo-issuer-2026-11"}]})), vec![Step { request: r, expect: allow(&["mail-read-own"]) }]);
+    let domain_thumb = g.domain.thumbprint();
+    let wit = g.wit(&domain, ASSISTANT, Some(&agent), T0 + 3600);
+    let mut claims = g.mail_claims();
+    claims.insert("act".into(), json!({ "sub": ASSISTANT }));
+    let token = g.token(&claims);
+    let proof = g.proof(&token);
+    let r = g.mail_request(Some(format!("DPoP {token}")), Some(proof), Some(wit.clone()));
+    g.push_with("revoked_trust_domain_key_thumbprint", "a trust domain's bundle key revoked by its thumbprint cuts off the identities it signed", MAIL, Some(json!({"keys": [domain_thumb]})), vec![Step { request: r, expect: deny("revoked", "is revoked") }]);
+    let mut claims = g.mail_claims();
+    claims.insert("act".into(), json!({ "sub": ASSISTANT }));
+    let token = g.token(&claims);
+    let proof = g.proof(&token);
+    let r = g.mail_request(Some(format!("DPoP {token}")), Some(proof), Some(wit));
+    g.push_with("revoked_trust_domain_kid_scoped", "a trust domain's bundle key revoked by `kid` scoped to its trust domain", MAIL, Some(json!({"keys": [{"trust_domain": "agents.example", "kid": "agents-example-2026-11"}]})), vec![Step { request: r, expect: deny("revoked", "key `agents-example-2026-11` of trust domain `agents.example` is revoked") }]);
+    let c = g.mail_claims();
+    let jti = c["jti"].as_str().unwrap().to_owned();
+    let r = g.bound_call(&c);
+    g.push_with("revoked_token_id_of_its_issuer", "a token `jti` revoked for its issuer", MAIL, Some(json!({"jti": [{"id": jti, "issuer": ISSUER}]})), vec![Step { request: r, expect: deny("revoked", "of issuer `https://auth.demo.agentgate.dev` is revoked") }]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with("revocation_expired", "a revocation whose `expires` has passed no longer applies", MAIL, Some(json!({"agents": [{"id": ASSISTANT, "expires": T0 - 1}]})), vec![Step { request: r, expect: allow(&["mail-read-own"]) }]);
+    // The host's `state` import (contract 0.2.0): its answers reach the decision on every host.
+    let c = g.mail_claims();
+    let first = g.bound_call(&c);
+    let second = g.bound_call(&c);
+    g.push_with_state("host_state_key_limit", "the host bounds live proofs per key: one key cannot fill the store for everyone", HostStateSpec { max_proofs_per_key: Some(1), ..HostStateSpec::default() }, vec![
+        Step { request: first, expect: allow(&["mail-read-own"]) },
+        Step { request: second, expect: deny("rate_limited", "already has 1 live proofs, the most one key may have") },
+    ]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with_state("host_state_unavailable", "a store that cannot answer fails the call closed with `unavailable`", HostStateSpec { unavailable: Some("the store did not answer within 50 ms".into()), ..HostStateSpec::default() }, vec![
+        Step { request: r, expect: deny("unavailable", "could not be consulted: the store did not answer within 50 ms") },
+    ]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with_state("host_state_revoked_agent", "an agent on the host's revocation list (canonical id)", HostStateSpec { revoked: vec![vec!["agent".into(), ASSISTANT.into()]], ..HostStateSpec::default() }, vec![
+        Step { request: r, expect: deny("revoked", "agent `spiffe://agents.example/mail-assistant` is revoked") },
+    ]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with_state("host_state_revoked_issuer_kid", "an issuer key on the host's revocation list, scoped to its issuer", HostStateSpec { revoked: vec![vec!["issuer-kid".into(), ISSUER.into(), "demo-issuer-2026-11".into()]], ..HostStateSpec::default() }, vec![
+        Step { request: r, expect: deny("revoked", "key `demo-issuer-2026-11` of issuer `https://auth.demo.agentgate.dev` is revoked") },
+    ]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with("revocation_not_yet_expired", "a revocation with an `expires` in the future applies", MAIL, Some(json!({"agents": [{"id": ASSISTANT, "expires": T0 + 60}]})), vec![Step { request: r, expect: deny("revoked", "agent `spiffe://agents.example/mail-assistant` is revoked") }]);
 
     g.vectors
 }

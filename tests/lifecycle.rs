@@ -7,17 +7,18 @@
 mod support;
 
 use agentgate::config::CryptoPlacement;
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::{Runtime, RuntimeOptions, VerifierError};
 use std::sync::Arc;
-use support::{load_config, mismatch, read_vector, root, vector_files};
+use support::{AcceptEveryProof, StateSlot, load_config, mismatch, read_vector, root, vector_files};
 
 #[test]
 fn a_preinitialized_component_decides_every_mail_vector_like_the_native_engine() {
     let config = load_config("policies/mail/agentgate.toml");
     for crypto in [CryptoPlacement::Guest, CryptoPlacement::Host] {
         let options = RuntimeOptions { crypto, pooling: Some(8), ..RuntimeOptions::default() };
-        let runtime = Runtime::preinitialized(options, Arc::new(InMemoryReplayStore::default()), &config.engine).unwrap();
+        let state = Arc::new(StateSlot::default());
+        let runtime = Runtime::preinitialized(options, state.clone(), &config.engine).unwrap();
         let mut checked = 0;
         for file in vector_files() {
             let vector = read_vector(&file);
@@ -25,6 +26,7 @@ fn a_preinitialized_component_decides_every_mail_vector_like_the_native_engine()
                 continue;
             }
             // A fresh instance per vector: the model of per-request edge runtimes.
+            state.reset(vector.host_state.as_ref());
             let mut verifier = runtime.preloaded_verifier().unwrap();
             if let Some(revocations) = &vector.revocations {
                 verifier.set_revocations(&revocations.to_string()).unwrap();
@@ -43,7 +45,7 @@ fn a_preinitialized_component_decides_every_mail_vector_like_the_native_engine()
 
 #[test]
 fn a_component_without_a_preloaded_verifier_says_so() {
-    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(LocalState::default())).unwrap();
     match runtime.preloaded_verifier() {
         Err(VerifierError::Config(m)) => assert_eq!(m, "no verifier was preloaded into this component"),
         other => panic!("{other:?}"),
@@ -56,7 +58,7 @@ fn preinitializing_an_unusable_config_fails_with_its_message() {
     config.policies[0].text.push_str("\nforbid (principal, action, resource) when { context.nope };\n");
     let dir = tempfile::tempdir().unwrap();
     let options = RuntimeOptions { cache_dir: Some(dir.path().to_path_buf()), ..RuntimeOptions::default() };
-    let err = Runtime::preinitialized(options, Arc::new(InMemoryReplayStore::default()), &config).unwrap_err();
+    let err = Runtime::preinitialized(options, Arc::new(LocalState::default()), &config).unwrap_err();
     assert!(format!("{err:#}").contains("nope"), "{err:#}");
 }
 
@@ -64,20 +66,11 @@ fn preinitializing_an_unusable_config_fails_with_its_message() {
 fn a_warmed_up_verifier_decides_like_a_cold_one() {
     let vector = read_vector(&root().join("tests/vectors/001_mail_bound_agent_reads_own_inbox.json"));
     let config = load_config(&vector.config);
-    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(LocalState::default())).unwrap();
     let mut verifier = runtime.verifier(&config.engine).unwrap();
     verifier.warm_up().unwrap();
     let d = verifier.check(&vector.steps[0].request.to_check_request(None));
     assert!(mismatch(&vector.steps[0].expect, &d).is_none(), "{d:?}");
-}
-
-/// Accepts every proof id, so one pre-signed vector call can be decided by several instances.
-struct AcceptEveryProof;
-
-impl agentgate::ReplayGuard for AcceptEveryProof {
-    fn remember(&self, _key: &str, _expires_at: u64) -> bool {
-        true
-    }
 }
 
 /// Pooled slots keep their dirtied pages resident and reset them in place (see

@@ -1,20 +1,22 @@
 //! Calls minted at test time, with keys generated in the test and the wall clock: the revocation
-//! file edited while running, the compromised-agent scenario, replays across threads.
+//! file edited while running (through the deployment state serve uses: the memory backend and
+//! its mirror), the compromised-agent scenario, replays across threads.
 
 // PANIC SAFETY: test code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod support;
 
-use agentgate::gate::Gate;
+use agentgate::component::ComponentVerifier;
+use agentgate::config::StateSection;
 use agentgate::mint::{self, AccessTokenSpec, KeyPair};
-use agentgate::replay::InMemoryReplayStore;
-use agentgate::revocations::RevocationFile;
-use agentgate::{CheckRequest, Outcome, Runtime, RuntimeOptions};
+use agentgate::state::{DeploymentState, LocalState};
+use agentgate::{CheckRequest, Decision, Outcome, Runtime, RuntimeOptions};
 use agentgate_engine::{Credentials, EntityRef, HttpRequest};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use support::{TempDeployment, mail_deployment};
 
 const ISSUER: &str = "https://as.test.example";
@@ -66,15 +68,30 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn gate(w: &World) -> (Gate, Arc<RevocationFile>) {
-    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(InMemoryReplayStore::default())).unwrap();
-    let verifier = runtime.verifier(&w.deployment.config.engine).unwrap();
-    let file = Arc::new(RevocationFile::open(&w.deployment.dir.path().join("revoked.json")).unwrap());
-    (Gate::new(verifier, Some(Arc::clone(&file))), file)
+/// A verifier deciding through the deployment state `serve` uses: proofs in memory, the
+/// revocation file mirrored off the request path.
+fn gate(w: &World) -> (ComponentVerifier, Arc<DeploymentState>) {
+    let section = StateSection { revocation_refresh_ms: 50, revocation_max_staleness_ms: 1000, ..StateSection::default() };
+    let state = DeploymentState::open(&section, Some(w.deployment.dir.path().join("revoked.json"))).unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default(), Arc::clone(&state) as Arc<dyn agentgate::SharedState>).unwrap();
+    let engine = agentgate::EngineConfig { revocations_json: String::new(), ..w.deployment.config.engine.clone() };
+    (runtime.verifier(&engine).unwrap(), state)
+}
+
+/// Decides fresh calls by `actor` until one has `outcome` (the mirror polls every 50 ms).
+fn eventually(gate: &mut ComponentVerifier, w: &World, actor: &str, outcome: Outcome) -> Decision {
+    let started = Instant::now();
+    loop {
+        let d = gate.check(&call(w, actor));
+        if d.outcome == outcome || started.elapsed() > Duration::from_secs(3) {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
-fn a_compromised_agent_is_refused_on_its_very_next_call_without_a_restart() {
+fn a_compromised_agent_is_refused_without_a_restart() {
     let w = world();
     let (mut gate, _) = gate(&w);
     let d = gate.check(&call(&w, ASSISTANT));
@@ -82,7 +99,7 @@ fn a_compromised_agent_is_refused_on_its_very_next_call_without_a_restart() {
 
     // The operator learns the assistant is compromised and revokes it.
     write_atomically(&w.deployment.dir.path().join("revoked.json"), &json!({"agents": [ASSISTANT]}).to_string());
-    let d = gate.check(&call(&w, ASSISTANT));
+    let d = eventually(&mut gate, &w, ASSISTANT, Outcome::Revoked);
     assert_eq!(d.outcome, Outcome::Revoked);
     assert_eq!(d.reason, "agent `spiffe://agents.example/mail-assistant` is revoked");
 
@@ -94,34 +111,38 @@ fn a_compromised_agent_is_refused_on_its_very_next_call_without_a_restart() {
 #[test]
 fn a_revocation_file_edited_in_place_takes_effect_and_a_broken_edit_keeps_the_last_good_list() {
     let w = world();
-    let (mut gate, file) = gate(&w);
+    let (mut gate, state) = gate(&w);
+    let mirror = state.mirror();
     let path = w.deployment.dir.path().join("revoked.json");
     assert!(gate.check(&call(&w, ASSISTANT)).allowed);
 
     // In-place edit (not a rename): revoke the user.
     std::fs::write(&path, r#"{"users": ["alice"]}"#).unwrap();
-    let d = gate.check(&call(&w, ASSISTANT));
+    let d = eventually(&mut gate, &w, ASSISTANT, Outcome::Revoked);
     assert_eq!((d.outcome, d.reason.as_str()), (Outcome::Revoked, "user `alice` is revoked"));
 
     // A broken edit (typo'd member name, then invalid JSON) keeps the last good list in force.
+    let failures = mirror.failed_loads();
     std::fs::write(&path, r#"{"user": []}"#).unwrap();
-    let d = gate.check(&call(&w, ASSISTANT));
-    assert_eq!(d.outcome, Outcome::Revoked, "the last good list stays in force");
-    assert!(file.last_error().unwrap().contains("unknown field `user`"), "{:?}", file.last_error());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gate.check(&call(&w, ASSISTANT)).outcome, Outcome::Revoked, "the last good list stays in force");
+    assert!(mirror.last_error().unwrap().contains("unknown member `user`"), "{:?}", mirror.last_error());
+    assert!(mirror.failed_loads() > failures);
     std::fs::write(&path, r#"{"users": ["#).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gate.check(&call(&w, ASSISTANT)).outcome, Outcome::Revoked);
-    assert_eq!(file.failed_reloads(), 2);
 
     // Fixed: the empty list applies again.
     write_atomically(&path, r#"{"users": []}"#);
-    assert!(gate.check(&call(&w, ASSISTANT)).allowed);
-    assert_eq!(file.last_error(), None);
+    let d = eventually(&mut gate, &w, ASSISTANT, Outcome::Allowed);
+    assert!(d.allowed, "{d:?}");
+    assert_eq!(mirror.last_error(), None);
 }
 
 #[test]
 fn a_proof_replayed_on_another_thread_is_refused_exactly_once() {
     let w = world();
-    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(LocalState::default())).unwrap();
     for round in 0..10 {
         let request = Arc::new(call(&w, ASSISTANT));
         let barrier = Arc::new(std::sync::Barrier::new(2));

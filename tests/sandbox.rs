@@ -6,7 +6,7 @@
 
 mod support;
 
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::{Outcome, Runtime, RuntimeOptions, VerifierError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ fn a_call_over_its_time_budget_is_an_engine_error_and_the_next_call_recovers() {
     // Allow the big entities document through the size limit so that it reaches the parser.
     limits.settings_json = limits.settings_json.replace("\"max_entities_bytes\":262144", "\"max_entities_bytes\":4194304");
     let options = RuntimeOptions { call_timeout: Duration::from_millis(1), ..RuntimeOptions::default() };
-    let runtime = Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(options, Arc::new(LocalState::default())).unwrap();
     let mut verifier = runtime.verifier(&limits).unwrap();
     let mut request = vector.steps[0].request.to_check_request(None);
     heavy(&mut request);
@@ -56,7 +56,7 @@ fn a_generous_budget_decides_the_heavy_call() {
     let config = load_config(&vector.config);
     let mut limits = config.engine.clone();
     limits.settings_json = limits.settings_json.replace("\"max_entities_bytes\":262144", "\"max_entities_bytes\":4194304");
-    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(LocalState::default())).unwrap();
     let mut verifier = runtime.verifier(&limits).unwrap();
     let mut request = vector.steps[0].request.to_check_request(None);
     heavy(&mut request);
@@ -68,7 +68,7 @@ fn a_generous_budget_decides_the_heavy_call() {
 fn a_memory_limit_too_small_for_the_policies_fails_creation_cleanly() {
     let config = load_config("policies/mail/agentgate.toml");
     let options = RuntimeOptions { memory_limit_bytes: 1 << 20, ..RuntimeOptions::default() };
-    let runtime = Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(options, Arc::new(LocalState::default())).unwrap();
     match runtime.verifier(&config.engine) {
         Err(VerifierError::Runtime(e)) => {
             let text = format!("{e:#}");
@@ -82,7 +82,7 @@ fn a_memory_limit_too_small_for_the_policies_fails_creation_cleanly() {
 fn an_oversized_entities_document_is_refused_before_parsing() {
     let vector = allowed_vector();
     let config = load_config(&vector.config);
-    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(LocalState::default())).unwrap();
     let mut verifier = runtime.verifier(&config.engine).unwrap();
     let mut request = vector.steps[0].request.to_check_request(None);
     heavy(&mut request);
@@ -95,7 +95,7 @@ fn an_oversized_entities_document_is_refused_before_parsing() {
 fn unusable_configuration_is_an_error_naming_file_and_line() {
     let mut config = load_config("policies/mail/agentgate.toml").engine;
     config.policies[0].text.push_str("\npermit(principal, action == Action::\"mail:read\", resource) when { context.nope };\n");
-    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(InMemoryReplayStore::default())).unwrap();
+    let runtime = Runtime::new(RuntimeOptions::default(), Arc::new(LocalState::default())).unwrap();
     let name = config.policies[0].name.clone();
     let lines = config.policies[0].text.lines().count();
     match runtime.verifier(&config) {

@@ -345,7 +345,7 @@ fn audit_lines_and_logs_never_contain_credentials() {
 }
 
 #[test]
-fn a_revoked_agent_is_refused_on_its_next_call() {
+fn a_revoked_agent_is_refused_within_the_refresh_interval() {
     let d = Deployment::standard();
     let r = start(&d);
     let k = keys();
@@ -354,7 +354,16 @@ fn a_revoked_agent_is_refused_on_its_next_call() {
     let tmp = d.path("revoked.json.tmp");
     std::fs::write(&tmp, json!({"agents": [ASSISTANT]}).to_string()).unwrap();
     std::fs::rename(&tmp, d.path("revoked.json")).unwrap();
-    let resp = nginx_call(&r, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None));
+    // The list is applied off the request path, polled every `revocation_refresh_ms` (200 ms).
+    let revoked_at = std::time::Instant::now();
+    let resp = loop {
+        let resp = nginx_call(&r, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None));
+        if resp.status() != 200 || revoked_at.elapsed() > Duration::from_secs(2) {
+            break resp;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(revoked_at.elapsed() < Duration::from_secs(1), "took {:?}", revoked_at.elapsed());
     assert_eq!(resp.status(), 401);
     let body = body_json(resp);
     assert_eq!(body["outcome"], "revoked");

@@ -5,7 +5,7 @@
 
 use agentgate::config::{self, CryptoPlacement, LoadedConfig};
 use agentgate::mint::{self, AccessTokenSpec, KeyPair};
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::{CheckRequest, ComponentVerifier, Engine, Runtime, RuntimeOptions};
 use agentgate_engine::{Credentials, EntityRef, HttpRequest};
 use std::path::PathBuf;
@@ -78,7 +78,7 @@ impl Fixture {
 
     /// The native engine, warmed up (issuer tables built) and with the agent key learned.
     pub fn native(&self) -> Engine {
-        let engine = Engine::new(&self.config.engine, Box::new(InMemoryReplayStore::default())).unwrap();
+        let engine = Engine::new(&self.config.engine, Box::new(LocalState::default())).unwrap();
         engine.warm_up();
         for _ in 0..3 {
             assert!(engine.check(&self.call()).allowed);
@@ -98,7 +98,7 @@ impl Fixture {
     }
 
     fn component_with(&self, options: RuntimeOptions) -> ComponentVerifier {
-        let runtime = Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap();
+        let runtime = Runtime::new(options, Arc::new(LocalState::default())).unwrap();
         let mut verifier = runtime.verifier(&self.config.engine).unwrap();
         verifier.warm_up().unwrap();
         for _ in 0..3 {
@@ -106,5 +106,21 @@ impl Fixture {
             assert!(d.allowed, "{d:?}");
         }
         verifier
+    }
+}
+
+/// Accepts every proof id and revokes nothing, so the same pre-signed requests can be decided
+/// again and again (profiles and pool tests; never a deployment's state).
+pub struct AcceptEveryProof;
+
+impl agentgate::SharedState for AcceptEveryProof {
+    fn remember_proof(&self, _proof: &agentgate_engine::ProofUse<'_>) -> agentgate_engine::ProofAnswer {
+        agentgate_engine::ProofAnswer::Fresh
+    }
+    fn check_revoked(&self, _ids: &[String], _now: u64) -> agentgate_engine::RevocationAnswer {
+        agentgate_engine::RevocationAnswer::Clear
+    }
+    fn status_list(&self, _uri: &str, _known_digest: Option<&str>) -> agentgate_engine::StatusListAnswer {
+        agentgate_engine::StatusListAnswer::Unavailable("no status lists here".into())
     }
 }

@@ -144,13 +144,21 @@ fn check_claims(jws: &VerifiedJws, issuer: String, kid: String, check: TokenChec
     Ok(VerifiedAccessToken { issuer, kid, subject, client_id, jti, issued_at, expires_at, not_before, scopes, chain, bound_key })
 }
 
-/// Reads `cnf` (RFC 7800): only the DPoP confirmation `jkt` (RFC 9449 §6.1) is supported; a token
-/// bound by any other method cannot be honoured, so it is rejected rather than treated as bearer.
+/// Reads `cnf` (RFC 7800): only the DPoP confirmation `jkt` (RFC 9449 §6.1) is supported. A token
+/// bound by any other method — alone or next to `jkt` (`x5t#S256` of RFC 8705 mTLS, `jwk`, `jku`,
+/// `kid`…) — cannot be honoured here: ignoring the other member would make a certificate-bound
+/// token usable without its certificate, so it is rejected rather than half-checked.
 fn confirmation(c: &crate::jose::json::JsonObject) -> Result<Option<String>, String> {
     let Some(cnf) = c.get("cnf") else { return Ok(None) };
     let Value::Object(cnf) = cnf else {
         return Err("has a `cnf` claim that is not a JSON object".into());
     };
+    if let Some(other) = cnf.keys().find(|k| k.as_str() != "jkt") {
+        return Err(format!(
+            "has a `cnf` with `{}`, a confirmation method this service cannot check; only DPoP key binding (`jkt`) is supported",
+            other.escape_default()
+        ));
+    }
     match cnf.get("jkt") {
         Some(Value::String(jkt)) if is_thumbprint(jkt) => Ok(Some(jkt.clone())),
         Some(_) => Err("has a `cnf.jkt` that is not a base64url SHA-256 thumbprint".into()),

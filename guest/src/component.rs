@@ -1,5 +1,5 @@
 //! The one WIT adapter: exports the engine through `agentgate:verifier/engine` and implements the
-//! engine's ports (replay, optionally signature verification) with the world's imports. All
+//! engine's ports (shared state, optionally signature verification) with the world's imports. All
 //! conversions between WIT types and domain types happen here and nowhere else.
 
 #[cfg(not(feature = "host-crypto"))]
@@ -7,7 +7,8 @@ wit_bindgen::generate!({ path: "../wit", world: "gate" });
 #[cfg(feature = "host-crypto")]
 wit_bindgen::generate!({ path: "../wit", world: "gate-accelerated" });
 
-use crate::{CheckRequest, Credentials, Engine, EngineConfig, EntityRef, HttpRequest, Outcome, ReplayGuard, SourceText};
+use crate::state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState, StatusListAnswer};
+use crate::{CheckRequest, Credentials, Engine, EngineConfig, EntityRef, HttpRequest, Outcome, SourceText};
 use agentgate::verifier::types as wit;
 use exports::agentgate::verifier::engine as wit_engine;
 use std::sync::{Arc, Mutex};
@@ -37,12 +38,42 @@ struct ComponentVerifier {
     engine: Arc<Engine>,
 }
 
-/// Replay store provided by the host through the `replay` import.
-struct HostReplay;
+/// The deployment's state, provided by the host through the `state` import.
+struct HostState;
 
-impl ReplayGuard for HostReplay {
-    fn remember(&self, key: &str, expires_at: u64) -> bool {
-        agentgate::verifier::replay::remember(key, expires_at)
+impl SharedState for HostState {
+    fn remember_proof(&self, proof: &ProofUse<'_>) -> ProofAnswer {
+        use agentgate::verifier::state as wit_state;
+        let answer = wit_state::remember_proof(&wit_state::ProofUse {
+            key_thumbprint: proof.key_thumbprint.to_owned(),
+            jti_hash: proof.jti_hash.to_owned(),
+            ttl_secs: proof.ttl_secs,
+        });
+        match answer {
+            wit_state::ProofAnswer::Fresh => ProofAnswer::Fresh,
+            wit_state::ProofAnswer::Replayed => ProofAnswer::Replayed,
+            wit_state::ProofAnswer::KeyLimit(n) => ProofAnswer::KeyLimit(n),
+            wit_state::ProofAnswer::Unavailable(why) => ProofAnswer::Unavailable(why),
+        }
+    }
+
+    fn check_revoked(&self, ids: &[String], now: u64) -> RevocationAnswer {
+        use agentgate::verifier::state as wit_state;
+        match wit_state::check_revoked(ids, now) {
+            wit_state::RevocationAnswer::Clear => RevocationAnswer::Clear,
+            // An index outside the query is a broken host: name no id, but deny.
+            wit_state::RevocationAnswer::Revoked(i) => RevocationAnswer::Revoked(usize::try_from(i).unwrap_or(usize::MAX)),
+            wit_state::RevocationAnswer::Unavailable(why) => RevocationAnswer::Unavailable(why),
+        }
+    }
+
+    fn status_list(&self, uri: &str, known_digest: Option<&str>) -> StatusListAnswer {
+        use agentgate::verifier::state as wit_state;
+        match wit_state::status_list(uri, known_digest) {
+            wit_state::StatusListAnswer::Unchanged => StatusListAnswer::Unchanged,
+            wit_state::StatusListAnswer::Current(token) => StatusListAnswer::Current(token),
+            wit_state::StatusListAnswer::Unavailable(why) => StatusListAnswer::Unavailable(why),
+        }
     }
 }
 
@@ -58,9 +89,9 @@ impl crate::jose::es256::SignatureVerifier for HostCrypto {
 
 fn build_engine(config: EngineConfig) -> Result<Engine, String> {
     #[cfg(feature = "host-crypto")]
-    return Engine::with_verifier(&config, Box::new(HostReplay), Box::new(HostCrypto));
+    return Engine::with_verifier(&config, Box::new(HostState), Box::new(HostCrypto));
     #[cfg(not(feature = "host-crypto"))]
-    return Engine::new(&config, Box::new(HostReplay));
+    return Engine::new(&config, Box::new(HostState));
 }
 
 impl wit_engine::GuestVerifier for ComponentVerifier {
@@ -141,6 +172,8 @@ fn outcome_to_wit(o: Outcome) -> wit::Outcome {
         Outcome::Revoked => wit::Outcome::Revoked,
         Outcome::Replayed => wit::Outcome::Replayed,
         Outcome::EngineError => wit::Outcome::EngineError,
+        Outcome::Unavailable => wit::Outcome::Unavailable,
+        Outcome::RateLimited => wit::Outcome::RateLimited,
     }
 }
 

@@ -27,11 +27,16 @@ pub enum Outcome {
     /// The engine failed: set by hosts for a trap or an exhausted budget, and by the engine for an
     /// internal failure (a clock before 1970, a poisoned lock).
     EngineError,
+    /// State the decision depends on (replay store, revocation list, status list) could not be
+    /// consulted; the call is denied rather than decided on a guess.
+    Unavailable,
+    /// The proof key has as many live proofs as the host allows one key.
+    RateLimited,
 }
 
 impl Outcome {
     /// Every outcome, in the documented order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Allowed,
         Outcome::PolicyDenied,
         Outcome::InvalidRequest,
@@ -41,6 +46,8 @@ impl Outcome {
         Outcome::Revoked,
         Outcome::Replayed,
         Outcome::EngineError,
+        Outcome::Unavailable,
+        Outcome::RateLimited,
     ];
 
     /// The stable snake_case name.
@@ -55,6 +62,8 @@ impl Outcome {
             Outcome::Revoked => "revoked",
             Outcome::Replayed => "replayed",
             Outcome::EngineError => "engine_error",
+            Outcome::Unavailable => "unavailable",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 

@@ -67,6 +67,18 @@ pub fn verify(header: &str, check: ProofCheck<'_>, verifier: &dyn SignatureVerif
         return Err(invalid("DPoP proof has no `jwk` header object".into()));
     };
     let jwk = EcPublicJwk::from_object(jwk_object).map_err(|e| invalid(format!("DPoP proof `jwk` {e}")))?;
+    // Cheap before costly: a key other than the token's is refused before any curve arithmetic,
+    // so cycling proof keys against one stolen token costs the attacker more than the gate.
+    let thumbprint = jwk.thumbprint();
+    if thumbprint != check.bound_key {
+        // RFC 9449 §7.1 answers a key-binding mismatch with `invalid_token`: the token is being
+        // used by someone who does not hold its key.
+        return Err(Denial::token(format!(
+            "DPoP proof key {} does not match the token's `cnf.jkt` {}",
+            quote(&thumbprint),
+            quote(check.bound_key)
+        )));
+    }
     let verified = jws
         .verify(jwk.public_key(), verifier)
         .map_err(|_| invalid("DPoP proof signature does not verify with its `jwk`".into()))?;
@@ -96,16 +108,6 @@ pub fn verify(header: &str, check: ProofCheck<'_>, verifier: &dyn SignatureVerif
     }
     if ath != check.ath {
         return Err(invalid("DPoP proof `ath` does not match the access token".into()));
-    }
-    let thumbprint = jwk.thumbprint();
-    if thumbprint != check.bound_key {
-        // RFC 9449 §7.1 answers a key-binding mismatch with `invalid_token`: the token is being
-        // used by someone who does not hold its key.
-        return Err(Denial::token(format!(
-            "DPoP proof key {} does not match the token's `cnf.jkt` {}",
-            quote(&thumbprint),
-            quote(check.bound_key)
-        )));
     }
     Ok(VerifiedProof { thumbprint, jti: jti.to_owned(), issued_at, uri: request_uri })
 }
@@ -141,14 +143,11 @@ pub fn ath(access_token: &str) -> String {
     base64url::encode(&Sha256::digest(access_token.as_bytes()))
 }
 
-/// The replay-cache key for a proof: a hash, so the store holds neither raw `jti` values of
-/// arbitrary size nor anything linkable to the proof text.
-pub fn replay_key(proof: &VerifiedProof) -> String {
-    let mut hash = Sha256::new();
-    hash.update(proof.thumbprint.as_bytes());
-    hash.update([0u8]);
-    hash.update(proof.jti.as_bytes());
-    format!("dpop:{}", base64url::encode(&hash.finalize()))
+/// The `jti` as the replay store keeps it: base64url SHA-256, so the store holds neither raw
+/// values of arbitrary size nor anything linkable to the proof text. Stored with the key's
+/// thumbprint, so two keys' proofs never collide and a host can bound entries per key.
+pub fn jti_hash(jti: &str) -> String {
+    base64url::encode(&Sha256::digest(jti.as_bytes()))
 }
 
 /// RFC 3986 §6.2.2 / §6.2.3 normalization for comparing `htu` with the request URI: scheme and

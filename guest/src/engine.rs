@@ -11,17 +11,12 @@ use crate::jose::es256::{RustCryptoVerifier, SignatureVerifier};
 use crate::jose::jwk::quote;
 use crate::nonce::NonceIssuer;
 use crate::request::CheckRequest;
-use crate::revocation::{RevocationList, RevocationSubject};
+use crate::revocation::{CallIds, RevocationId, RevocationList};
 use crate::settings::{DpopMode, Settings};
+use crate::state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState};
 use crate::token_cache::{TokenCache, TokenHash};
 use crate::trust::{TrustConfig, TrustStore};
 use std::sync::{Arc, Mutex, RwLock};
-
-/// Remembers single-use keys across every instance of a deployment (implemented by hosts).
-pub trait ReplayGuard: Send + Sync {
-    /// True if `key` is new (and is now remembered until `expires_at`), false if seen before.
-    fn remember(&self, key: &str, expires_at: u64) -> bool;
-}
 
 /// Everything an engine is built from; mirrors the WIT `config` record (and is its JSON form for
 /// `preload`).
@@ -48,7 +43,7 @@ pub struct Engine {
     nonces: Option<NonceIssuer>,
     revocations: RwLock<Arc<RevocationList>>,
     tokens: Mutex<TokenCache>,
-    replay: Box<dyn ReplayGuard>,
+    state: Box<dyn SharedState>,
     verifier: Box<dyn SignatureVerifier>,
 }
 
@@ -76,12 +71,12 @@ pub struct Trace {
 
 impl Engine {
     /// Builds an engine with RustCrypto signature verification.
-    pub fn new(config: &EngineConfig, replay: Box<dyn ReplayGuard>) -> Result<Self, String> {
-        Engine::with_verifier(config, replay, Box::new(RustCryptoVerifier::new()))
+    pub fn new(config: &EngineConfig, state: Box<dyn SharedState>) -> Result<Self, String> {
+        Engine::with_verifier(config, state, Box::new(RustCryptoVerifier::new()))
     }
 
     /// Builds an engine with a chosen signature verifier (e.g. a host's native library).
-    pub fn with_verifier(config: &EngineConfig, replay: Box<dyn ReplayGuard>, verifier: Box<dyn SignatureVerifier>) -> Result<Self, String> {
+    pub fn with_verifier(config: &EngineConfig, state: Box<dyn SharedState>, verifier: Box<dyn SignatureVerifier>) -> Result<Self, String> {
         let settings: Settings = serde_json::from_str(&config.settings_json).map_err(|e| format!("settings: {e}"))?;
         settings.validate()?;
         let trust_config: TrustConfig = serde_json::from_str(&config.trust_json).map_err(|e| format!("trust: {e}"))?;
@@ -100,7 +95,7 @@ impl Engine {
             nonces,
             revocations: RwLock::new(Arc::new(revocations)),
             tokens,
-            replay,
+            state,
             verifier,
         })
     }
@@ -152,6 +147,11 @@ impl Engine {
     /// The authorizer (policies, schema).
     pub fn authorizer(&self) -> &Authorizer {
         &self.authorizer
+    }
+
+    /// The trusted issuers and trust domains.
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
     }
 
     /// Decides one call.
@@ -228,14 +228,11 @@ impl Engine {
             None => step("agent identity", "none presented".into()),
         }
 
-        self.check_revocation(&at, proof.as_ref(), identity.as_ref())?;
+        self.check_revocation(&at, proof.as_ref(), identity.as_ref(), now)?;
         step("revocation", "not revoked".into());
 
         if let Some(p) = &proof {
-            let expires = p.issued_at.saturating_add(i64::try_from(self.settings.dpop.max_age_secs).unwrap_or(0)).saturating_add(1);
-            if !self.replay.remember(&dpop::replay_key(p), u64::try_from(expires).unwrap_or(0)) {
-                return Err(Denial::new(Outcome::Replayed, "DPoP proof `jti` was already used"));
-            }
+            self.remember_proof(p, now)?;
             step("replay", "proof `jti` is fresh".into());
         }
 
@@ -339,17 +336,10 @@ impl Engine {
             }
             return Ok(None);
         };
-        let id = identity::verify(token, &self.settings, &self.trust, now, self.verifier.as_ref()).map_err(Denial::token)?;
         let Some(actor) = actor else {
             return Err(Denial::token("an agent identity was presented, but the token names no actor (`act`)"));
         };
-        if id.spiffe_id.as_str() != actor.sub {
-            return Err(Denial::token(format!(
-                "agent identity {} does not match the token's actor {}",
-                quote(id.spiffe_id.as_str()),
-                quote(&actor.sub)
-            )));
-        }
+        let id = identity::verify(token, &actor.sub, &self.settings, &self.trust, now, self.verifier.as_ref()).map_err(Denial::token)?;
         if let Some(key) = &id.bound_key {
             let Some(proof) = proof else {
                 return Err(Denial::token(format!("agent identity is bound to key {}, but the call carries no DPoP proof", quote(key))));
@@ -365,25 +355,76 @@ impl Engine {
         Ok(Some(id))
     }
 
-    fn check_revocation(&self, at: &VerifiedAccessToken, proof: Option<&VerifiedProof>, identity: Option<&VerifiedIdentity>) -> Result<(), Denial> {
-        let list = self.revocations.read().map(|l| Arc::clone(&l)).map_err(|_| Denial::new(Outcome::EngineError, "revocation list lock is poisoned"))?;
-        if list.is_empty() {
-            return Ok(());
+    /// The revocation ids this call presents, checked against the engine's own list and then
+    /// the host's.
+    fn check_revocation(&self, at: &VerifiedAccessToken, proof: Option<&VerifiedProof>, identity: Option<&VerifiedIdentity>, now: i64) -> Result<(), Denial> {
+        let ids = revocation_ids(at, self.trust.issuer(&at.issuer).and_then(|ks| ks.get(&at.kid)).map(|k| k.thumbprint.as_str()), proof, identity);
+        let canonical = ids.canonical();
+        let now = u64::try_from(now).unwrap_or(0);
+        let own = self.revocations.read().map(|l| Arc::clone(&l)).map_err(|_| Denial::new(Outcome::EngineError, "revocation list lock is poisoned"))?;
+        if let Some(index) = own.lookup(&canonical, now) {
+            return Err(ids.denial(index));
         }
-        let mut agents: Vec<&str> = at.chain.actors().iter().map(|a| a.sub.as_str()).collect();
-        let mut keys: Vec<&str> = vec![at.kid.as_str()];
-        if let Some(k) = self.trust.issuer(&at.issuer).and_then(|ks| ks.get(&at.kid)) {
-            keys.push(k.thumbprint.as_str());
+        match self.state.check_revoked(&canonical, now) {
+            RevocationAnswer::Clear => Ok(()),
+            RevocationAnswer::Revoked(index) => Err(ids.denial(index)),
+            RevocationAnswer::Unavailable(why) => Err(Denial::new(Outcome::Unavailable, format!("the revocation list could not be consulted: {why}"))),
         }
-        if let Some(p) = proof {
-            keys.push(p.thumbprint.as_str());
-        }
-        if let Some(id) = identity {
-            agents.push(id.spiffe_id.as_str());
-            keys.push(id.kid.as_str());
-        }
-        list.check(RevocationSubject { jti: &at.jti, user: &at.subject, agents: &agents, keys: &keys })
     }
+
+    /// Records the proof's single use with the host (RFC 9449 §11.1), for its acceptance window.
+    fn remember_proof(&self, proof: &VerifiedProof, now: i64) -> Result<(), Denial> {
+        // The proof passed the age check, so it stays acceptable until `iat + max_age`; one more
+        // second covers the boundary second.
+        let window = i64::try_from(self.settings.dpop.max_age_secs).unwrap_or(0);
+        let acceptable_until = proof.issued_at.saturating_add(window).saturating_add(1);
+        let ttl_secs = u32::try_from(acceptable_until.saturating_sub(now).max(1)).unwrap_or(u32::MAX);
+        let jti_hash = dpop::jti_hash(&proof.jti);
+        let answer = self.state.remember_proof(&ProofUse { key_thumbprint: &proof.thumbprint, jti_hash: &jti_hash, ttl_secs });
+        match answer {
+            ProofAnswer::Fresh => Ok(()),
+            ProofAnswer::Replayed => Err(Denial::new(Outcome::Replayed, "DPoP proof `jti` was already used")),
+            ProofAnswer::KeyLimit(limit) => Err(Denial::new(
+                Outcome::RateLimited,
+                format!("DPoP proof key {} already has {limit} live proofs, the most one key may have; retry later", quote(&proof.thumbprint)),
+            )),
+            ProofAnswer::Unavailable(why) => Err(Denial::new(Outcome::Unavailable, format!("the replay store could not be consulted: {why}"))),
+        }
+    }
+}
+
+/// Everything of a call that a revocation can name: the token (by `jti`, of any issuer and of
+/// its own), the user likewise, every actor, the issuer key (thumbprint, scoped and bare `kid`),
+/// the proof key, and the workload identity with its bundle key.
+fn revocation_ids(at: &VerifiedAccessToken, issuer_key_thumbprint: Option<&str>, proof: Option<&VerifiedProof>, identity: Option<&VerifiedIdentity>) -> CallIds {
+    let mut ids = CallIds::default();
+    ids.push(RevocationId::Token { issuer: None, jti: at.jti.clone() });
+    ids.push(RevocationId::Token { issuer: Some(at.issuer.clone()), jti: at.jti.clone() });
+    ids.push(RevocationId::User { issuer: None, sub: at.subject.clone() });
+    ids.push(RevocationId::User { issuer: Some(at.issuer.clone()), sub: at.subject.clone() });
+    for actor in at.chain.actors() {
+        ids.push(RevocationId::Agent(actor.sub.clone()));
+    }
+    if let Some(id) = identity {
+        ids.push(RevocationId::Agent(id.spiffe_id.as_str().to_owned()));
+    }
+    if let Some(t) = issuer_key_thumbprint {
+        ids.push(RevocationId::Thumbprint(t.to_owned()));
+    }
+    ids.push(RevocationId::IssuerKid { issuer: at.issuer.clone(), kid: at.kid.clone() });
+    ids.push(RevocationId::AnyKid(at.kid.clone()));
+    if let Some(p) = proof {
+        ids.push(RevocationId::Thumbprint(p.thumbprint.clone()));
+    }
+    if let Some(id) = identity {
+        ids.push(RevocationId::Thumbprint(id.key_thumbprint.clone()));
+        ids.push(RevocationId::DomainKid { trust_domain: id.spiffe_id.trust_domain().to_owned(), kid: id.kid.clone() });
+        ids.push(RevocationId::AnyKid(id.kid.clone()));
+        if let Some(bound) = &id.bound_key {
+            ids.push(RevocationId::Thumbprint(bound.clone()));
+        }
+    }
+    ids
 }
 
 fn resolve_now(now: Option<u64>) -> Result<i64, Denial> {

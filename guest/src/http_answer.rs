@@ -14,6 +14,8 @@ pub enum Dialect {
     Standard,
     /// nginx `auth_request`: anything but 2xx, 401 and 403 becomes a 500, so 400 is sent as 403.
     Nginx,
+    /// Envoy `ext_authz`: a 5xx lets `failure_mode_allow` admit the call, so nothing is sent as 5xx.
+    Envoy,
 }
 
 /// The HTTP status for a decision.
@@ -21,10 +23,21 @@ pub fn status(decision: &Decision, dialect: Dialect) -> u16 {
     match decision.outcome {
         Outcome::Allowed => 200,
         Outcome::InvalidToken | Outcome::InvalidDpopProof | Outcome::UseDpopNonce | Outcome::Revoked | Outcome::Replayed => 401,
-        Outcome::InvalidRequest if dialect == Dialect::Standard => 400,
-        // Fail closed everywhere else: a policy deny, a malformed request behind nginx, an engine
-        // failure (a 5xx would let Envoy apply `status_on_error`, which may be an allow).
+        Outcome::InvalidRequest if dialect != Dialect::Nginx => 400,
+        Outcome::RateLimited if dialect != Dialect::Nginx => 429,
+        // Worth retrying, but only where a 5xx cannot turn into an allow.
+        Outcome::Unavailable if dialect == Dialect::Standard => 503,
+        // Fail closed everywhere else: a policy deny, anything behind nginx but a 401, an engine
+        // failure (a 5xx would let Envoy apply `status_on_error` or `failure_mode_allow`).
         _ => 403,
+    }
+}
+
+/// Seconds a client should wait before retrying, for the statuses that invite a retry.
+pub fn retry_after(decision: &Decision, dialect: Dialect) -> Option<u32> {
+    match (decision.outcome, status(decision, dialect)) {
+        (Outcome::Unavailable | Outcome::RateLimited, 429 | 503) => Some(1),
+        _ => None,
     }
 }
 
@@ -83,6 +96,16 @@ mod tests {
         assert_eq!(status(&decision(Outcome::InvalidRequest, ""), Dialect::Nginx), 403);
         assert_eq!(status(&decision(Outcome::Replayed, ""), Dialect::Nginx), 401);
         assert_eq!(status(&decision(Outcome::EngineError, ""), Dialect::Standard), 403);
+        assert_eq!(status(&decision(Outcome::InvalidRequest, ""), Dialect::Envoy), 400);
+        // `unavailable` is a 5xx only where no proxy can turn it into an allow.
+        assert_eq!(status(&decision(Outcome::Unavailable, ""), Dialect::Standard), 503);
+        assert_eq!(status(&decision(Outcome::Unavailable, ""), Dialect::Envoy), 403);
+        assert_eq!(status(&decision(Outcome::Unavailable, ""), Dialect::Nginx), 403);
+        assert_eq!(status(&decision(Outcome::RateLimited, ""), Dialect::Standard), 429);
+        assert_eq!(status(&decision(Outcome::RateLimited, ""), Dialect::Envoy), 429);
+        assert_eq!(status(&decision(Outcome::RateLimited, ""), Dialect::Nginx), 403);
+        assert_eq!(retry_after(&decision(Outcome::Unavailable, ""), Dialect::Standard), Some(1));
+        assert_eq!(retry_after(&decision(Outcome::Unavailable, ""), Dialect::Nginx), None);
     }
 
     #[test]

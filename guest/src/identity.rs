@@ -29,6 +29,8 @@ pub struct VerifiedIdentity {
     pub spiffe_id: SpiffeId,
     /// `kid` of the bundle key that signed it.
     pub kid: String,
+    /// RFC 7638 thumbprint of that bundle key (revocation lists may name keys by thumbprint).
+    pub key_thumbprint: String,
     /// Thumbprint of `cnf.jwk`, when the identity is key-bound (always for a WIT).
     pub bound_key: Option<String>,
 }
@@ -36,8 +38,10 @@ pub struct VerifiedIdentity {
 /// JWT-SVID §2: only these headers may appear.
 const SVID_HEADERS: [&str; 3] = ["alg", "kid", "typ"];
 
-/// Verifies the `Workload-Identity-Token` header value. Errors are `invalid_token` reasons.
-pub fn verify(token: &str, settings: &Settings, trust: &TrustStore, now: i64, verifier: &dyn SignatureVerifier) -> Result<VerifiedIdentity, String> {
+/// Verifies the `Workload-Identity-Token` header value for the token's current actor `actor`.
+/// Errors are `invalid_token` reasons. An identity for another workload is refused before its
+/// signature is checked: cheap checks first.
+pub fn verify(token: &str, actor: &str, settings: &Settings, trust: &TrustStore, now: i64, verifier: &dyn SignatureVerifier) -> Result<VerifiedIdentity, String> {
     let jws = jws::parse(token, settings.limits.max_token_bytes).map_err(|e| format!("agent identity {e}"))?;
     let kind = match jws.header_str("typ") {
         Some(typ) if typ_matches(typ, "wit+jwt") => IdentityKind::WorkloadIdentityToken,
@@ -54,6 +58,9 @@ pub fn verify(token: &str, settings: &Settings, trust: &TrustStore, now: i64, ve
         return Err("agent identity lacks a string `sub`".into());
     };
     let spiffe_id = SpiffeId::parse(sub).map_err(|e| format!("agent identity `sub` {} {e}", quote(sub)))?;
+    if spiffe_id.as_str() != actor {
+        return Err(format!("agent identity {} does not match the token's actor {}", quote(spiffe_id.as_str()), quote(actor)));
+    }
     let trust_domain = spiffe_id.trust_domain();
     let Some(keys) = trust.trust_domain(trust_domain) else {
         return Err(format!("agent identity trust domain {} is not trusted", quote(trust_domain)));
@@ -98,7 +105,7 @@ pub fn verify(token: &str, settings: &Settings, trust: &TrustStore, now: i64, ve
             Some(confirmation_key(c)?.ok_or("agent identity (WIT) lacks the required `cnf.jwk`")?)
         }
     };
-    Ok(VerifiedIdentity { kind, kid, bound_key, spiffe_id })
+    Ok(VerifiedIdentity { kind, kid, key_thumbprint: key.thumbprint.clone(), bound_key, spiffe_id })
 }
 
 /// `cnf.jwk` (RFC 7800 §3.2) as a thumbprint. WIMSE requires `cnf.jwk.alg`; it must be ES256 here

@@ -27,6 +27,7 @@ pub mod revocation;
 pub mod routing;
 pub mod settings;
 pub mod spiffe;
+pub mod state;
 pub mod token_cache;
 pub mod trust;
 
@@ -37,7 +38,8 @@ mod component;
 
 pub use authorizer::SourceText;
 pub use decision::{Decision, Denial, Outcome, VerifiedFacts};
-pub use engine::{Engine, EngineConfig, ReplayGuard, Trace};
+pub use engine::{Engine, EngineConfig, Trace};
+pub use state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState, StatusListAnswer};
 pub use request::{CheckRequest, Credentials, EntityRef, HttpRequest};
 pub use settings::{DpopMode, Settings};
 pub use trust::TrustConfig;

@@ -99,9 +99,7 @@ impl Route {
         }
         let rest = path.strip_prefix('/')?;
         let parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
-        // A `.` or `..` segment (raw or percent-encoded) matches nothing: the upstream may resolve
-        // it and serve a path other than the one authorized.
-        if parts.iter().any(|p| matches!(percent_decode(p).as_deref(), Some(".") | Some("..") | None)) {
+        if !parts.iter().all(|p| segment_is_plain(p)) {
             return None;
         }
         if parts.len() < self.segments.len() || (!self.open_ended && parts.len() != self.segments.len()) {
@@ -135,8 +133,56 @@ pub fn resolve(routes: &[Route], method: &str, path: &str) -> Option<Matched> {
     })
 }
 
+/// Replaces each `{name}` of `template` with its capture, in one pass over the template: a
+/// capture's value is never read as a template, so a value holding `{other}` stays literal and the
+/// resource authorized is the one the upstream receives. Braces that name no capture stay as
+/// written.
 fn substitute(template: &str, captures: &[(String, String)]) -> String {
-    captures.iter().fold(template.to_owned(), |acc, (name, value)| acc.replace(&format!("{{{name}}}"), value))
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some((before, after)) = rest.split_once('{') {
+        out.push_str(before);
+        match after.split_once('}') {
+            Some((name, tail)) => {
+                match captures.iter().find(|(n, _)| n == name) {
+                    Some((_, value)) => out.push_str(value),
+                    None => {
+                        out.push('{');
+                        out.push_str(name);
+                        out.push('}');
+                    }
+                }
+                rest = tail;
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a raw path segment may be matched at all. Servers and frameworks disagree on what a
+/// segment means, and an upstream that resolves one as a parent directory serves a path other than
+/// the one authorized, so anything that some server reads as a dot segment or a separator matches
+/// no route (docs/proxies.md §1.5):
+/// - `.` and `..`, raw or percent-encoded once (RFC 3986 §5.2.4);
+/// - a segment that is `.` or `..` before a `;` (`..;`, `.;x`: Tomcat and others strip path
+///   parameters after resolving dot segments);
+/// - `\` raw or encoded (`%5C`): a path separator on Windows servers and for some normalizers;
+/// - an encoded `/` (`%2F`): decoded into a separator by some servers;
+/// - double encoding (`%252e`, any `%25` followed by two hex digits): decoded twice by some;
+/// - control characters, and bytes that do not decode to UTF-8.
+fn segment_is_plain(raw: &str) -> bool {
+    let Some(decoded) = percent_decode(raw) else { return false };
+    let before_params = decoded.split(';').next().unwrap_or("");
+    let dots = matches!(decoded.as_str(), "." | "..") || matches!(before_params, "." | "..");
+    let separator = decoded.contains(['/', '\\']);
+    let double_encoded = percent_decode(&decoded).is_none_or(|twice| twice != decoded);
+    let control = decoded.chars().any(char::is_control);
+    !(dots || separator || double_encoded || control)
 }
 
 /// An attribute as Cedar entity JSON: `{type, id}` objects become entity references.
@@ -189,6 +235,61 @@ mod tests {
         assert!(resolve(&routes, "GET", "/files/../admin").is_none(), "dot segments never match");
         assert!(resolve(&routes, "GET", "/files/%2e%2E/admin").is_none(), "encoded dot segments never match");
         assert!(resolve(&routes, "GET", "/files/./x").is_none());
+    }
+
+    /// Finding 3 of the first outside review: every variant some server resolves as a parent
+    /// directory or a separator matches no route, open-ended ones included.
+    #[test]
+    fn dot_segment_and_separator_variants_match_nothing() {
+        let routes = compile(&[route("*", "/files/*"), route("GET", "/mailboxes/{owner}/messages")]).unwrap();
+        for path in [
+            "/files/..;/admin",
+            "/files/..;jsessionid=1/admin",
+            "/files/.;/x",
+            "/files/..\\admin",
+            "/files/..%5Cadmin",
+            "/files/..%5cadmin",
+            "/files/..%2Fadmin",
+            "/files/..%2fadmin",
+            "/files/%2e%2e%2fadmin",
+            "/files/%252e%252e/admin",
+            "/files/%252E%252E/admin",
+            "/files/%25%32%65%25%32%65/admin",
+            "/files/a%2Fb",
+            "/files/a%00b",
+            "/files/a%0Ab",
+            "/files/%ff",
+            "/mailboxes/..;/messages",
+            "/mailboxes/alice%2F..%2Fbob/messages",
+        ] {
+            assert!(resolve(&routes, "GET", path).is_none(), "{path} must not match");
+        }
+        // Ordinary segments still match, parameters included.
+        assert!(resolve(&routes, "GET", "/files/report;v=2.pdf").is_some());
+        assert!(resolve(&routes, "GET", "/files/a.b/..c/d..").is_some(), "dots inside a name are not dot segments");
+        assert!(resolve(&routes, "GET", "/files/100%25").is_some(), "a literal percent sign is not double encoding");
+    }
+
+    /// Finding 2 of the first outside review: captures are substituted in one pass.
+    #[test]
+    fn a_capture_value_is_never_expanded_again() {
+        let spec = RouteSpec {
+            method: "GET".into(),
+            path: "/orgs/{org}/repos/{repo}".into(),
+            action: "repo:read".into(),
+            resource: ResourceSpec {
+                type_name: "Repo".into(),
+                id: "{org}/{repo}".into(),
+                attrs: serde_json::from_value(json!({"org": {"type": "Org", "id": "{org}"}, "label": "{repo} of {org} {unknown}"})).unwrap(),
+            },
+        };
+        let routes = compile(&[spec]).unwrap();
+        let m = resolve(&routes, "GET", "/orgs/%7Brepo%7D/repos/secret").unwrap();
+        assert_eq!(m.resource_id, "{repo}/secret", "the org capture holds the text `{{repo}}`, which stays literal");
+        let attrs = &m.entities.unwrap()[0]["attrs"];
+        assert_eq!(attrs["org"], json!({"__entity": {"type": "Org", "id": "{repo}"}}));
+        assert_eq!(attrs["label"], json!("secret of {repo} {unknown}"));
+        assert_eq!(substitute("{a}{b}{", &[("a".into(), "{b}".into()), ("b".into(), "x".into())]), "{b}x{");
     }
 
     #[test]

@@ -141,6 +141,48 @@ impl TrustStore {
     pub fn issuer_names(&self) -> impl Iterator<Item = &str> {
         self.issuers.keys().map(String::as_str)
     }
+
+    /// Who publishes a key with `kid`: every issuer and trust domain that has one, sorted.
+    pub fn kid_owners(&self, kid: &str) -> Vec<KeyOwner> {
+        let mut owners: Vec<KeyOwner> = self
+            .issuers
+            .iter()
+            .filter(|(_, keys)| keys.get(kid).is_some())
+            .map(|(name, _)| KeyOwner::Issuer(name.clone()))
+            .chain(self.trust_domains.iter().filter(|(_, keys)| keys.get(kid).is_some()).map(|(name, _)| KeyOwner::TrustDomain(name.clone())))
+            .collect();
+        owners.sort();
+        owners
+    }
+}
+
+/// Who publishes a trusted key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyOwner {
+    /// An authorization server (its JWKS).
+    Issuer(String),
+    /// A SPIFFE trust domain (its bundle).
+    TrustDomain(String),
+}
+
+impl KeyOwner {
+    /// The revocation file entry that revokes this owner's key `kid` and nobody else's.
+    pub fn scoped_entry(&self, kid: &str) -> String {
+        let (member, name) = match self {
+            KeyOwner::Issuer(n) => ("issuer", n),
+            KeyOwner::TrustDomain(n) => ("trust_domain", n),
+        };
+        format!("{{\"{member}\": {}, \"kid\": {}}}", Value::String(name.clone()), Value::String(kid.to_owned()))
+    }
+}
+
+impl std::fmt::Display for KeyOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyOwner::Issuer(n) => write!(f, "issuer {}", quote(n)),
+            KeyOwner::TrustDomain(n) => write!(f, "trust domain {}", quote(n)),
+        }
+    }
 }
 
 fn describe(source: &str, fallback: &str) -> String {

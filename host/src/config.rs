@@ -62,6 +62,151 @@ pub struct ConfigFile {
     /// Decision audit log.
     #[serde(default)]
     pub audit: AuditSection,
+    /// Where state shared across calls lives: proof ids, the revocation list, status lists.
+    #[serde(default)]
+    pub state: StateSection,
+}
+
+/// `[state]`: the store behind replay protection and revocation (host/src/state/).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateSection {
+    /// `memory` (this process only; the default) or `redis` (Valkey/Redis, shared by a fleet).
+    pub backend: BackendKind,
+    /// `redis://host:port/db` or `rediss://…` (TLS). No credentials here: see `username_file`,
+    /// `password_file`, `password_env`.
+    pub url: Option<String>,
+    /// File holding the ACL user name (relative to the config file).
+    pub username_file: Option<PathBuf>,
+    /// File holding the password (relative to the config file).
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// PEM file with the CA that signs the server's certificate (`rediss://`), in addition to
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Prefix of every key this deployment writes, so deployments can share one store.
+    pub key_prefix: String,
+    /// Connections kept open to the store.
+    pub pool_size: u32,
+    /// Budget of one store round trip, in milliseconds. Must leave room in the call budget
+    /// (`[runtime] call_timeout_ms`), so a slow store reads as `unavailable`, not as a timeout.
+    pub timeout_ms: u64,
+    /// Budget of opening a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// What a call gets while the store cannot answer: `deny` (fail closed, the default) or
+    /// `local` (decide with this node's own memory: proofs are single-use only on this node,
+    /// revocations are the last copy fetched; logged and counted).
+    pub on_unavailable: OnUnavailable,
+    /// Most live proof ids the memory backend (and the local fallback) holds.
+    pub max_proofs: usize,
+    /// Most live proof ids of one proof key, in any backend.
+    pub max_proofs_per_key: u32,
+    /// How often the revocation list's version is checked, in milliseconds.
+    pub revocation_refresh_ms: u64,
+    /// How long a copy of the shared revocation list may go unconfirmed before lookups fail
+    /// closed, in milliseconds.
+    pub revocation_max_staleness_ms: u64,
+    /// Refuse to start unless the store's `maxmemory-policy` is `noeviction` (an evicted proof
+    /// id would be a silent replay). Turn off only for a store that cannot report its policy
+    /// and is known not to evict.
+    pub require_noeviction: bool,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection {
+            backend: BackendKind::Memory,
+            url: None,
+            username_file: None,
+            password_file: None,
+            password_env: None,
+            ca_file: None,
+            key_prefix: "agentgate:".into(),
+            pool_size: 16,
+            timeout_ms: 50,
+            connect_timeout_ms: 200,
+            on_unavailable: OnUnavailable::Deny,
+            max_proofs: 1_000_000,
+            max_proofs_per_key: 10_000,
+            revocation_refresh_ms: 200,
+            revocation_max_staleness_ms: 2_000,
+            require_noeviction: true,
+        }
+    }
+}
+
+impl StateSection {
+    /// Checks the section against the call budget; paths are resolved against `dir`.
+    fn validate(&self, runtime: &RuntimeSection) -> Result<(), String> {
+        match (self.backend, &self.url) {
+            (BackendKind::Redis, None) => return Err("`[state] backend = \"redis\"` needs `url`".into()),
+            (BackendKind::Memory, Some(_)) => return Err("`[state] url` is set but `backend` is `memory`".into()),
+            _ => {}
+        }
+        if let Some(url) = &self.url {
+            let parsed = url::Url::parse(url).map_err(|e| format!("`[state] url` is not a URL: {e}"))?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "valkey" | "valkeys") {
+                return Err(format!("`[state] url` has the scheme `{}`; use `redis://` or `rediss://`", parsed.scheme()));
+            }
+            if !parsed.username().is_empty() || parsed.password().is_some() {
+                return Err("`[state] url` carries credentials; put them in `username_file` / `password_file` or `password_env` instead".into());
+            }
+        }
+        if self.timeout_ms == 0 || self.timeout_ms.saturating_mul(2) > runtime.call_timeout_ms {
+            return Err(format!(
+                "`[state] timeout_ms` is {}, but it must be at least 1 and at most half of `[runtime] call_timeout_ms` ({}), so that a slow store reads as `unavailable`",
+                self.timeout_ms, runtime.call_timeout_ms
+            ));
+        }
+        if self.pool_size == 0 || self.max_proofs == 0 || self.max_proofs_per_key == 0 {
+            return Err("`[state] pool_size`, `max_proofs` and `max_proofs_per_key` must be positive".into());
+        }
+        if self.revocation_refresh_ms == 0 || self.revocation_max_staleness_ms < self.revocation_refresh_ms.saturating_mul(2) {
+            return Err("`[state] revocation_max_staleness_ms` must be at least twice `revocation_refresh_ms` (and that positive)".into());
+        }
+        Ok(())
+    }
+
+    /// The section with its file paths resolved against `dir`.
+    fn resolved(mut self, dir: &Path) -> Self {
+        for path in [&mut self.username_file, &mut self.password_file, &mut self.ca_file].into_iter().flatten() {
+            *path = join(dir, path);
+        }
+        self
+    }
+}
+
+/// `[state] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// In this process.
+    #[default]
+    Memory,
+    /// Valkey or Redis.
+    Redis,
+}
+
+/// `[state] on_unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Deny (outcome `unavailable`).
+    #[default]
+    Deny,
+    /// Decide with this node's own state, logged and counted.
+    Local,
+}
+
+impl OnUnavailable {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnavailable::Deny => "deny",
+            OnUnavailable::Local => "local",
+        }
+    }
 }
 
 /// `[server]`.
@@ -295,8 +440,10 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// Reads `path` and every file it names, fetching JWKS URLs with `fetcher`.
 pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::at(path, e))?;
-    let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::at(path, e))?;
+    let mut file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::at(path, e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    file.state.validate(&file.runtime).map_err(|e| ConfigError::at(path, e))?;
+    file.state = file.state.clone().resolved(dir);
     let mut sources = vec![path.to_path_buf()];
     // `full` is already resolved against the config's directory.
     let mut read = |full: PathBuf| -> Result<(PathBuf, String), ConfigError> {

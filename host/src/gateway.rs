@@ -1,8 +1,15 @@
 //! The wasi:http gateway: building it (the gateway component pre-initialized with a deployment's
 //! engine, routes and upstream — one self-contained file for any wasi:http host) and running it
 //! (a minimal wasi:http host on tokio + hyper, as `wasmtime serve` does).
+//!
+//! Two builds: `GatewayState::Instance` imports nothing of agentgate's and runs on any wasi:http
+//! host, with proof ids per instance; `GatewayState::Host` imports agentgate's `state`, which
+//! `agentgate gateway run --config` backs with the deployment's store (memory or Redis), so proofs
+//! are single-use and revocations current across every instance and node.
 
+use crate::component::bindings::{StateImports, add_state_to_linker};
 use crate::config::LoadedConfig;
+use agentgate_engine::SharedState;
 use anyhow::{Context as _, bail};
 use hyper::server::conn::http1;
 use serde_json::json;
@@ -19,14 +26,27 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wizer::Wizer;
 
-/// The gateway component before pre-initialization.
+/// The gateway component before pre-initialization (world `http-gateway`: no agentgate imports).
 pub const GATEWAY_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gateway.wasm"));
+/// The gateway that imports agentgate's `state` (world `http-gateway-shared`).
+pub const GATEWAY_SHARED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gateway_shared.wasm"));
+
+/// Where a gateway keeps proof ids and gets revocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StatePlacement {
+    /// In each instance; the revocation list baked in. Runs on any wasi:http host.
+    #[default]
+    Instance,
+    /// From the host through agentgate's `state` import (`agentgate gateway run --config`).
+    Host,
+}
 
 /// Per-request host state.
 pub struct GatewayState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
+    imports: StateImports,
 }
 
 impl std::fmt::Debug for GatewayState {
@@ -36,8 +56,8 @@ impl std::fmt::Debug for GatewayState {
 }
 
 impl GatewayState {
-    fn new() -> Self {
-        GatewayState { wasi: WasiCtx::builder().build(), http: WasiHttpCtx::new(), table: ResourceTable::new() }
+    fn new(state: Arc<dyn SharedState>) -> Self {
+        GatewayState { wasi: WasiCtx::builder().build(), http: WasiHttpCtx::new(), table: ResourceTable::new(), imports: StateImports::on_tokio(state) }
     }
 }
 
@@ -53,35 +73,54 @@ impl WasiHttpView for GatewayState {
     }
 }
 
-fn linker(engine: &Engine) -> anyhow::Result<Linker<GatewayState>> {
+fn linker(engine: &Engine, placement: StatePlacement) -> anyhow::Result<Linker<GatewayState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    if placement == StatePlacement::Host {
+        add_state_to_linker(&mut linker, |s: &mut GatewayState| &mut s.imports)?;
+    }
     Ok(linker)
 }
 
+/// Which build a gateway component is: whether it imports agentgate's `state`.
+pub fn placement_of(engine: &Engine, component: &Component) -> StatePlacement {
+    let imports_state = component.component_type().imports(engine).any(|(name, _)| name.starts_with("agentgate:verifier/state"));
+    if imports_state { StatePlacement::Host } else { StatePlacement::Instance }
+}
+
 /// The gateway component with `config`'s engine, its `[[routes]]`, its first external origin and
-/// `upstream` baked in: `wasmtime serve gateway.wasm` needs nothing beside it.
-pub fn build(config: &LoadedConfig, upstream: &str) -> anyhow::Result<Vec<u8>> {
+/// `upstream` baked in: `wasmtime serve gateway.wasm` needs nothing beside it. With
+/// `StatePlacement::Host` the revocation list is left to the host (not baked in).
+pub fn build(config: &LoadedConfig, upstream: &str, placement: StatePlacement) -> anyhow::Result<Vec<u8>> {
     let Some(origin) = config.file.server.external_origins.first() else {
         bail!("{}: `[server] external_origins` must name the origin clients use (DPoP proofs name it)", config.path.display());
     };
     if config.file.routes.is_empty() {
         bail!("{}: the gateway needs `[[routes]]` to map requests to actions", config.path.display());
     }
+    let engine_config = match placement {
+        StatePlacement::Instance => config.engine.clone(),
+        StatePlacement::Host => agentgate_engine::EngineConfig { revocations_json: String::new(), ..config.engine.clone() },
+    };
     let gateway_config = json!({
-        "engine": config.engine,
+        "engine": engine_config,
         "upstream": upstream,
         "external_origin": origin,
         "routes": config.file.routes,
     });
     let argument = wasm_wave::to_string(&Val::String(gateway_config.to_string())).map_err(|e| anyhow::anyhow!("encoding the config: {e}"))?;
     let engine = Engine::default();
-    let linker = linker(&engine)?;
-    let mut store = Store::new(&engine, GatewayState::new());
+    let linker = linker(&engine, placement)?;
+    // `preload` builds the engine; it consults no state, so a throw-away one serves.
+    let mut store = Store::new(&engine, GatewayState::new(Arc::new(crate::state::LocalState::default())));
     let mut wizer = Wizer::new();
     wizer.init_func(format!("preload({argument})"));
-    let run = wizer.run_component(&mut store, GATEWAY_COMPONENT, async |store, component| linker.instantiate_async(store, component).await);
+    let component = match placement {
+        StatePlacement::Instance => GATEWAY_COMPONENT,
+        StatePlacement::Host => GATEWAY_SHARED_COMPONENT,
+    };
+    let run = wizer.run_component(&mut store, component, async |store, component| linker.instantiate_async(store, component).await);
     let (snapshot, results) = crate::component::preinit::block_on(run).map_err(anyhow::Error::from).context("pre-initializing the gateway")?;
     crate::component::preinit::preload_outcome(&results)?;
     Ok(snapshot)
@@ -91,6 +130,7 @@ pub fn build(config: &LoadedConfig, upstream: &str) -> anyhow::Result<Vec<u8>> {
 #[derive(Clone)]
 pub struct WasiHttpHost {
     pre: ProxyPre<GatewayState>,
+    state: Arc<dyn SharedState>,
 }
 
 impl std::fmt::Debug for WasiHttpHost {
@@ -100,12 +140,24 @@ impl std::fmt::Debug for WasiHttpHost {
 }
 
 impl WasiHttpHost {
-    /// Compiles a wasi:http proxy component.
-    pub fn new(component: &[u8]) -> anyhow::Result<Self> {
+    /// Compiles a wasi:http proxy component. A gateway built to import agentgate's `state` gets
+    /// `state` (the deployment's store); one that does not needs none (`None`).
+    pub fn new(component: &[u8], state: Option<Arc<dyn SharedState>>) -> anyhow::Result<Self> {
         let engine = Engine::default();
         let component = Component::new(&engine, component)?;
-        let pre = ProxyPre::new(linker(&engine)?.instantiate_pre(&component)?)?;
-        Ok(WasiHttpHost { pre })
+        let placement = placement_of(&engine, &component);
+        let state = match (placement, state) {
+            (StatePlacement::Host, Some(state)) => state,
+            (StatePlacement::Host, None) => {
+                bail!("this gateway imports agentgate's `state` (built with `--state host`): run it with `--config` naming the deployment's `[state]`")
+            }
+            (StatePlacement::Instance, Some(_)) => {
+                bail!("this gateway keeps its state per instance (built without `--state host`): it would ignore the deployment's store, so `--config` is refused")
+            }
+            (StatePlacement::Instance, None) => Arc::new(crate::state::LocalState::default()) as Arc<dyn SharedState>,
+        };
+        let pre = ProxyPre::new(linker(&engine, placement)?.instantiate_pre(&component)?)?;
+        Ok(WasiHttpHost { pre, state })
     }
 
     /// Serves on `listener` until `shutdown` completes.
@@ -131,7 +183,7 @@ impl WasiHttpHost {
     }
 
     async fn handle(&self, request: hyper::Request<hyper::body::Incoming>) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
-        let mut store = Store::new(self.pre.engine(), GatewayState::new());
+        let mut store = Store::new(self.pre.engine(), GatewayState::new(Arc::clone(&self.state)));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;

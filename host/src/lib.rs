@@ -3,20 +3,18 @@
 
 pub mod component;
 pub mod config;
-pub mod gate;
 pub mod gateway;
 pub mod jwks_fetch;
 pub mod mint;
 pub mod native_crypto;
 pub mod policy_test;
-pub mod replay;
-pub mod revocations;
 pub mod scenario;
+pub mod state;
 pub mod validate;
 pub mod server;
 pub mod wire;
 
-pub use agentgate_engine::{CheckRequest, Decision, Engine, EngineConfig, Outcome, ReplayGuard};
+pub use agentgate_engine::{CheckRequest, Decision, Engine, EngineConfig, Outcome, SharedState};
 pub use component::{ComponentVerifier, Runtime, RuntimeOptions, VerifierError};
 
 /// Anything that decides calls: the component under wasmtime or the native engine. Tests and

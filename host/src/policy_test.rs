@@ -69,7 +69,7 @@ pub fn find_sets(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn run_set(dir: &Path, keys: &Keys) -> anyhow::Result<SetResult> {
     let loaded = config::load(&dir.join("agentgate.toml"))?;
     let (engine_config, scenario_keys) = prepare(&loaded, keys)?;
-    let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), Arc::new(crate::replay::InMemoryReplayStore::default()))?;
+    let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), Arc::new(crate::state::LocalState::default()))?;
     let mut verifier = runtime.verifier(&engine_config)?;
     let policy_ids: BTreeSet<String> = Authorizer::new(&loaded.engine.policies, &loaded.engine.schema)
         .map_err(anyhow::Error::msg)?

@@ -6,7 +6,7 @@ use crate::config::{self, LoadedConfig};
 use crate::server::origin::Origins;
 use agentgate_engine::authorizer::Authorizer;
 use agentgate_engine::authorizer::diagnostics::Problem;
-use agentgate_engine::{Engine, ReplayGuard};
+use agentgate_engine::Engine;
 use std::path::Path;
 
 /// What validation found; `config` is present when the file itself loaded.
@@ -16,14 +16,8 @@ pub struct Report {
     pub config: Option<LoadedConfig>,
     /// Problems, in the order found.
     pub problems: Vec<Problem>,
-}
-
-struct NoReplay;
-
-impl ReplayGuard for NoReplay {
-    fn remember(&self, _key: &str, _expires_at: u64) -> bool {
-        true
-    }
+    /// Things that work but are likely not meant (e.g. a bare `kid` in the revocation list).
+    pub warnings: Vec<String>,
 }
 
 /// Validates the configuration at `path`.
@@ -31,9 +25,10 @@ pub fn validate(path: &Path) -> Report {
     let file = path.display().to_string();
     let loaded = match config::load(path) {
         Ok(l) => l,
-        Err(e) => return Report { config: None, problems: vec![Problem::general(&file, e.to_string())] },
+        Err(e) => return Report { config: None, problems: vec![Problem::general(&file, e.to_string())], warnings: Vec::new() },
     };
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let authorizer = match Authorizer::load(&loaded.engine.policies, &loaded.engine.schema) {
         Ok(a) => Some(a),
         Err(p) => {
@@ -43,8 +38,14 @@ pub fn validate(path: &Path) -> Report {
     };
     if let Some(authorizer) = &authorizer {
         // Settings, keys, trust bundles, nonce secret, revocations: the engine's own checks.
-        if let Err(e) = Engine::new(&loaded.engine, Box::new(NoReplay)) {
-            problems.push(Problem::general(&file, e));
+        match Engine::new(&loaded.engine, Box::new(crate::state::LocalState::default())) {
+            Ok(engine) => {
+                if let Ok(list) = agentgate_engine::revocation::RevocationList::parse(&loaded.engine.revocations_json) {
+                    let source = loaded.revocations_path.as_ref().map_or_else(|| file.clone(), |p| p.display().to_string());
+                    warnings.extend(list.warnings(engine.trust()).into_iter().map(|w| format!("{source}: {w}")));
+                }
+            }
+            Err(e) => problems.push(Problem::general(&file, e)),
         }
         for route in &loaded.file.routes {
             if !authorizer.declares_action(&route.action) {
@@ -73,7 +74,7 @@ pub fn validate(path: &Path) -> Report {
     {
         problems.push(Problem::general(&file, format!("`[mcp] path` `{}` must start with `/`", mcp.path)));
     }
-    Report { config: Some(loaded), problems }
+    Report { config: Some(loaded), problems, warnings }
 }
 
 /// The text of a source file named in `config`, for snippets.

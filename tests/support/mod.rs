@@ -6,9 +6,9 @@
 pub mod serve;
 
 use agentgate::config::{self, LoadedConfig};
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::wire::RequestJson;
-use agentgate::{Decide, Decision, Engine, Runtime, RuntimeOptions};
+use agentgate::{Decide, Decision, Engine, Runtime, RuntimeOptions, SharedState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -30,8 +30,96 @@ pub struct Vector {
     /// Revocation list set before the steps, when the vector needs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocations: Option<Value>,
+    /// What the host's `state` import holds or answers for this vector (default: a fresh,
+    /// empty store with the default bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_state: Option<HostStateSpec>,
     /// Calls, in order (later steps see earlier ones, e.g. replays).
     pub steps: Vec<Step>,
+}
+
+/// The host state a vector runs against (see tests/CONFORMANCE.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostStateSpec {
+    /// The most live proofs the store keeps for one proof key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_proofs_per_key: Option<u32>,
+    /// The host's revocation list: canonical ids, each as its JSON array.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked: Vec<Vec<String>>,
+    /// Every state call answers `unavailable` with this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+/// The `state` import a vector's host provides: a fresh proof store with the vector's bounds, the
+/// vector's host revocation list, or a store that cannot answer.
+#[derive(Debug)]
+pub struct VectorState {
+    spec: HostStateSpec,
+    proofs: LocalState,
+}
+
+impl VectorState {
+    pub fn new(spec: Option<&HostStateSpec>) -> Self {
+        let spec = spec.cloned().unwrap_or_default();
+        let limits = agentgate_engine::state::ProofLimits {
+            per_key: spec.max_proofs_per_key.unwrap_or(agentgate_engine::state::ProofLimits::default().per_key),
+            ..agentgate_engine::state::ProofLimits::default()
+        };
+        VectorState { proofs: LocalState::with_limits(limits), spec }
+    }
+}
+
+impl agentgate::SharedState for VectorState {
+    fn remember_proof(&self, proof: &agentgate_engine::ProofUse<'_>) -> agentgate_engine::ProofAnswer {
+        match &self.spec.unavailable {
+            Some(why) => agentgate_engine::ProofAnswer::Unavailable(why.clone()),
+            None => self.proofs.remember_proof(proof),
+        }
+    }
+    fn check_revoked(&self, ids: &[String], _now: u64) -> agentgate_engine::RevocationAnswer {
+        if let Some(why) = &self.spec.unavailable {
+            return agentgate_engine::RevocationAnswer::Unavailable(why.clone());
+        }
+        let listed: Vec<String> = self.spec.revoked.iter().map(|id| serde_json::to_string(id).unwrap()).collect();
+        match ids.iter().position(|id| listed.contains(id)) {
+            Some(i) => agentgate_engine::RevocationAnswer::Revoked(i),
+            None => agentgate_engine::RevocationAnswer::Clear,
+        }
+    }
+    fn status_list(&self, uri: &str, _known_digest: Option<&str>) -> agentgate_engine::StatusListAnswer {
+        agentgate_engine::StatusListAnswer::Unavailable(format!("no status list for `{uri}` in this vector"))
+    }
+}
+
+/// A `state` import whose vector state is swapped per vector, for tests that keep one runtime
+/// (one pre-initialized component, one bundle) across many vectors.
+#[derive(Debug, Default)]
+pub struct StateSlot(std::sync::Mutex<Option<Arc<VectorState>>>);
+
+impl StateSlot {
+    /// A fresh store for the next vector.
+    pub fn reset(&self, spec: Option<&HostStateSpec>) {
+        *self.0.lock().unwrap() = Some(Arc::new(VectorState::new(spec)));
+    }
+
+    fn current(&self) -> Arc<VectorState> {
+        self.0.lock().unwrap().get_or_insert_with(|| Arc::new(VectorState::new(None))).clone()
+    }
+}
+
+impl agentgate::SharedState for StateSlot {
+    fn remember_proof(&self, proof: &agentgate_engine::ProofUse<'_>) -> agentgate_engine::ProofAnswer {
+        self.current().remember_proof(proof)
+    }
+    fn check_revoked(&self, ids: &[String], now: u64) -> agentgate_engine::RevocationAnswer {
+        self.current().check_revoked(ids, now)
+    }
+    fn status_list(&self, uri: &str, known_digest: Option<&str>) -> agentgate_engine::StatusListAnswer {
+        self.current().status_list(uri, known_digest)
+    }
 }
 
 /// One call.
@@ -95,7 +183,7 @@ pub fn runtime(crypto: agentgate::config::CryptoPlacement) -> Runtime {
     };
     cell.get_or_init(|| {
         let options = RuntimeOptions { crypto, ..RuntimeOptions::default() };
-        Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap()
+        Runtime::new(options, Arc::new(LocalState::default())).unwrap()
     })
     .clone()
 }
@@ -117,8 +205,13 @@ pub const HOSTS: [Host; 4] = [Host::Native, Host::Component, Host::ComponentPort
 
 /// A fresh decider for `config` on `host`, with its own replay store.
 pub fn decider(host: Host, config: &LoadedConfig) -> Box<dyn Decide> {
+    decider_with(host, config, None)
+}
+
+/// A fresh decider for `config` on `host` whose `state` import follows `state`.
+pub fn decider_with(host: Host, config: &LoadedConfig, state: Option<&HostStateSpec>) -> Box<dyn Decide> {
     match host {
-        Host::Native => Box::new(Engine::new(&config.engine, Box::new(InMemoryReplayStore::default())).unwrap()),
+        Host::Native => Box::new(Engine::new(&config.engine, Box::new(VectorState::new(state))).unwrap()),
         Host::Component | Host::ComponentPortable | Host::ComponentHostCrypto => {
             let crypto = if host == Host::ComponentHostCrypto {
                 agentgate::config::CryptoPlacement::Host
@@ -127,7 +220,7 @@ pub fn decider(host: Host, config: &LoadedConfig) -> Box<dyn Decide> {
             };
             // A runtime per decider keeps replay stores apart between vectors.
             let options = RuntimeOptions { crypto, wide_arithmetic: host != Host::ComponentPortable, ..RuntimeOptions::default() };
-            let rt = Runtime::new(options, Arc::new(InMemoryReplayStore::default())).unwrap();
+            let rt = Runtime::new(options, Arc::new(VectorState::new(state))).unwrap();
             Box::new(rt.verifier(&config.engine).unwrap_or_else(|e| panic!("{}: {e}", config.path.display())))
         }
     }
@@ -136,7 +229,7 @@ pub fn decider(host: Host, config: &LoadedConfig) -> Box<dyn Decide> {
 /// Runs a vector on a host; returns every decision.
 pub fn run_vector(vector: &Vector, host: Host) -> Vec<Decision> {
     let config = load_config(&vector.config);
-    let mut d = decider(host, &config);
+    let mut d = decider_with(host, &config, vector.host_state.as_ref());
     if let Some(revocations) = &vector.revocations {
         d.set_revocations(&revocations.to_string()).unwrap();
     }
@@ -206,4 +299,20 @@ pub fn mail_deployment(issuer: &str, jwks: &Value, bundle: Option<&Value>, top_t
     std::fs::write(&path, toml).unwrap();
     let config = config::load(&path).unwrap();
     TempDeployment { dir, config }
+}
+
+/// Accepts every proof id and revokes nothing, so the same pre-signed requests can be decided
+/// again and again (profiles and pool tests; never a deployment's state).
+pub struct AcceptEveryProof;
+
+impl agentgate::SharedState for AcceptEveryProof {
+    fn remember_proof(&self, _proof: &agentgate_engine::ProofUse<'_>) -> agentgate_engine::ProofAnswer {
+        agentgate_engine::ProofAnswer::Fresh
+    }
+    fn check_revoked(&self, _ids: &[String], _now: u64) -> agentgate_engine::RevocationAnswer {
+        agentgate_engine::RevocationAnswer::Clear
+    }
+    fn status_list(&self, _uri: &str, _known_digest: Option<&str>) -> agentgate_engine::StatusListAnswer {
+        agentgate_engine::StatusListAnswer::Unavailable("no status lists here".into())
+    }
 }

@@ -3,9 +3,13 @@
 //! either forwarded to the upstream with the agent/user/chain headers or answered with the same
 //! 401/403/400 as `agentgate serve`.
 //!
-//! Replay protection here is per instance: a host that creates an instance per request (as
-//! `wasmtime serve` does) cannot see a proof reused across requests. Deployments that need it turn
-//! on DPoP server nonces and keep `dpop.max_age_secs` short, or run `agentgate serve`.
+//! State comes in two builds. The default (`http-gateway` world) imports nothing of agentgate's
+//! and keeps proof ids per instance: a host that creates an instance per request (as `wasmtime
+//! serve` does) cannot see a proof reused across requests, so such deployments turn on DPoP server
+//! nonces and keep `dpop.max_age_secs` short. The `shared-state` build (`http-gateway-shared`)
+//! imports agentgate's `state` interface, which `agentgate gateway run` backs with the
+//! deployment's store (memory or Redis): proofs are single-use and revocations live across every
+//! instance and node.
 
 #![cfg(target_arch = "wasm32")]
 // The generated bindings export `#[unsafe(no_mangle)]` entry points.
@@ -13,13 +17,17 @@
 
 mod forward;
 
+#[cfg(not(feature = "shared-state"))]
 wit_bindgen::generate!({ path: "../../wit", world: "http-gateway" });
+#[cfg(feature = "shared-state")]
+wit_bindgen::generate!({ path: "../../wit", world: "http-gateway-shared" });
+
+mod state;
 
 use agentgate_engine::http_answer::{self, Dialect};
 use agentgate_engine::routing::{self, Route, RouteSpec};
-use agentgate_engine::{CheckRequest, Credentials, Decision, Engine, EngineConfig, EntityRef, HttpRequest, Outcome, ReplayGuard};
+use agentgate_engine::{CheckRequest, Credentials, Decision, Engine, EngineConfig, EntityRef, HttpRequest, Outcome};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wasip2::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme};
 
@@ -48,39 +56,12 @@ struct Gateway {
 
 static GATEWAY: Mutex<Option<Arc<Gateway>>> = Mutex::new(None);
 
-/// Most proof ids one instance remembers.
-const REPLAY_CAPACITY: usize = 100_000;
-
-/// Replay memory of this instance.
-#[derive(Default)]
-struct LocalReplay {
-    seen: Mutex<HashMap<String, u64>>,
-}
-
-impl ReplayGuard for LocalReplay {
-    fn remember(&self, key: &str, expires_at: u64) -> bool {
-        let Ok(mut seen) = self.seen.lock() else { return false };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        if seen.get(key).is_some_and(|until| *until > now.min(expires_at.saturating_sub(1))) {
-            return false;
-        }
-        if seen.len() >= REPLAY_CAPACITY {
-            seen.retain(|_, until| *until > now);
-            if seen.len() >= REPLAY_CAPACITY {
-                return false;
-            }
-        }
-        seen.insert(key.to_owned(), expires_at);
-        true
-    }
-}
-
 struct Component;
 
 impl Guest for Component {
     fn preload(config_json: String) -> Result<(), String> {
         let config: GatewayConfig = serde_json::from_str(&config_json).map_err(|e| format!("gateway config: {e}"))?;
-        let engine = Engine::new(&config.engine, Box::new(LocalReplay::default()))?;
+        let engine = Engine::new(&config.engine, state::for_this_build())?;
         engine.warm_up();
         let routes = routing::compile(&config.routes)?;
         let (scheme, rest) = config.upstream.split_once("://").ok_or_else(|| format!("upstream `{}` is not a URL", config.upstream))?;
@@ -193,6 +174,9 @@ fn deny(decision: &Decision, id: &str, response_out: ResponseOutparam) {
     let headers = Fields::new();
     let _ = headers.append("content-type", b"application/json");
     let _ = headers.append("x-agentgate-decision-id", id.as_bytes());
+    if let Some(secs) = http_answer::retry_after(decision, Dialect::Standard) {
+        let _ = headers.append("retry-after", secs.to_string().as_bytes());
+    }
     if status == 401 {
         if let Some(challenge) = http_answer::challenge(decision) {
             let _ = headers.append("www-authenticate", challenge.as_bytes());

@@ -2,7 +2,7 @@
 
 use super::{EXIT_ALLOW, EXIT_DENY, EXIT_USAGE};
 use agentgate::config;
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::wire::{DecisionJson, RequestJson};
 use agentgate::{Decide, Engine, Runtime, RuntimeOptions};
 use anyhow::Context as _;
@@ -52,7 +52,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let replay = Arc::new(InMemoryReplayStore::default());
+    let replay = Arc::new(LocalState::default());
     if let Some(component) = args.component {
         let options = RuntimeOptions { component_file: Some(component), ..RuntimeOptions::default() };
         let mut verifier = Runtime::new(options, replay)?.preloaded_verifier()?;
@@ -61,7 +61,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     let config_path = args.config.unwrap_or_else(super::default_config);
     let loaded = config::load(&config_path)?;
     let mut decider: Box<dyn Decide> = if args.native {
-        Box::new(Engine::new(&loaded.engine, Box::new(InMemoryReplayStore::default())).map_err(anyhow::Error::msg)?)
+        Box::new(Engine::new(&loaded.engine, Box::new(LocalState::default())).map_err(anyhow::Error::msg)?)
     } else {
         let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), replay)?;
         Box::new(runtime.verifier(&loaded.engine)?)

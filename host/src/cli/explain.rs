@@ -2,7 +2,7 @@
 
 use super::{EXIT_ALLOW, EXIT_DENY, EXIT_USAGE};
 use agentgate::config;
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::wire::{DecisionJson, RequestJson};
 use agentgate_engine::{Engine, Trace};
 use anyhow::Context as _;
@@ -55,7 +55,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<u8> {
         }
     };
     let loaded = config::load(&args.config.unwrap_or_else(super::default_config))?;
-    let engine = Engine::new(&loaded.engine, Box::new(InMemoryReplayStore::default())).map_err(anyhow::Error::msg)?;
+    let engine = Engine::new(&loaded.engine, Box::new(LocalState::default())).map_err(anyhow::Error::msg)?;
     let mut trace = Trace::default();
     let decision = engine.check_traced(&request.to_check_request(args.now), Some(&mut trace));
     let policies: Vec<serde_json::Value> = decision

@@ -1,7 +1,8 @@
 //! `agentgate gateway`: the wasi:http gateway component.
 
 use agentgate::config;
-use agentgate::gateway::{self, WasiHttpHost};
+use agentgate::gateway::{self, StatePlacement, WasiHttpHost};
+use agentgate::state::DeploymentState;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -28,6 +29,11 @@ enum Gateway {
         /// Output component.
         #[arg(long)]
         out: PathBuf,
+        /// Where proof ids and revocations live: `instance` (in each instance, the revocation list
+        /// baked in; runs on any wasi:http host) or `host` (imports agentgate's `state`: run it
+        /// with `agentgate gateway run --config`, backed by the deployment's store).
+        #[arg(long, value_enum, default_value_t = StatePlacement::Instance)]
+        state: StatePlacement,
     },
     /// Serve a gateway component with agentgate's own minimal wasi:http host.
     Run {
@@ -37,20 +43,40 @@ enum Gateway {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// The deployment's configuration, whose `[state]` (and revocation file) backs a gateway
+        /// built with `--state host`.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<u8> {
     match args.what {
-        Gateway::Build { config, upstream, out } => {
+        Gateway::Build { config, upstream, out, state } => {
             let loaded = config::load(&config)?;
-            let bytes = gateway::build(&loaded, &upstream)?;
+            let bytes = gateway::build(&loaded, &upstream, state)?;
             std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-            eprintln!("wrote {} ({} bytes): run it with `wasmtime serve -S cli {}`", out.display(), bytes.len(), out.display());
+            match state {
+                StatePlacement::Instance => eprintln!("wrote {} ({} bytes): run it with `wasmtime serve -S cli {}`", out.display(), bytes.len(), out.display()),
+                StatePlacement::Host => eprintln!(
+                    "wrote {} ({} bytes): run it with `agentgate gateway run --component {} --config {}`",
+                    out.display(),
+                    bytes.len(),
+                    out.display(),
+                    config.display()
+                ),
+            }
         }
-        Gateway::Run { component, listen } => {
+        Gateway::Run { component, listen, config } => {
             let bytes = std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
-            let host = WasiHttpHost::new(&bytes)?;
+            let state = match &config {
+                Some(path) => {
+                    let loaded = config::load(path)?;
+                    Some(DeploymentState::open(&loaded.file.state, loaded.revocations_path.clone())? as std::sync::Arc<dyn agentgate::SharedState>)
+                }
+                None => None,
+            };
+            let host = WasiHttpHost::new(&bytes, state)?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;

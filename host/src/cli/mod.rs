@@ -9,6 +9,7 @@ mod fmt;
 mod gateway;
 mod mint;
 mod resolve;
+mod revoke;
 mod schema;
 mod serve;
 mod test;
@@ -52,6 +53,9 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     Mint(mint::MintArgs),
     Resolve(resolve::ResolveArgs),
+    Revoke(revoke::RevokeArgs),
+    Unrevoke(revoke::UnrevokeArgs),
+    Revocations(revoke::RevocationsArgs),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -72,6 +76,9 @@ pub fn run() -> ExitCode {
         Command::Gateway(args) => gateway::run(args),
         Command::Mint(args) => mint::run(args),
         Command::Resolve(args) => resolve::run(args),
+        Command::Revoke(args) => revoke::revoke(args),
+        Command::Unrevoke(args) => revoke::unrevoke(args),
+        Command::Revocations(args) => revoke::revocations(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,7 +1,7 @@
 //! `agentgate validate`: check a configuration, its keys, its routes and its policies.
 
 use super::{EXIT_ALLOW, EXIT_USAGE};
-use agentgate::replay::InMemoryReplayStore;
+use agentgate::state::LocalState;
 use agentgate::validate::{self, source_text};
 use agentgate::{Runtime, RuntimeOptions, VerifierError};
 use agentgate_engine::authorizer::diagnostics::Problem;
@@ -54,7 +54,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
     if report.problems.is_empty()
         && let Some(loaded) = &report.config
     {
-        let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), Arc::new(InMemoryReplayStore::default()))?;
+        let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), Arc::new(LocalState::default()))?;
         match runtime.verifier(&loaded.engine) {
             Ok(_) => {}
             Err(VerifierError::Config(message)) => report.problems.push(Problem::general(&path.display().to_string(), message)),
@@ -67,6 +67,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
                 "config": path.display().to_string(),
                 "ok": report.problems.is_empty(),
                 "problems": report.problems,
+                "warnings": report.warnings,
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
@@ -88,6 +89,9 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
                     }
                     _ => eprintln!("error: {problem}\n"),
                 }
+            }
+            for warning in &report.warnings {
+                eprintln!("warning: {warning}\n");
             }
             if report.problems.is_empty() {
                 let loaded = report.config.as_ref();

@@ -7,7 +7,7 @@ pub mod cache;
 pub mod preinit;
 
 use crate::config::{CryptoPlacement, RuntimeSection};
-use agentgate_engine::{CheckRequest, Decision, EngineConfig, ReplayGuard};
+use agentgate_engine::{CheckRequest, Decision, EngineConfig, SharedState};
 use anyhow::Context as _;
 use bindings::{Gate, GatePre, HostState};
 use std::path::PathBuf;
@@ -96,7 +96,7 @@ struct RuntimeInner {
     engine: Engine,
     pre: GatePre<HostState>,
     options: RuntimeOptions,
-    replay: Arc<dyn ReplayGuard>,
+    state: Arc<dyn SharedState>,
     _ticker: EpochTicker,
 }
 
@@ -143,25 +143,25 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// Compiles (or loads the cached compilation of) the component and links its imports.
-    pub fn new(options: RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> anyhow::Result<Self> {
+    pub fn new(options: RuntimeOptions, state: Arc<dyn SharedState>) -> anyhow::Result<Self> {
         let (engine, ticker) = new_engine(&options)?;
         let (bytes, digest) = component_bytes(&options)?;
         let component = cache::load(&engine, &bytes, &digest, options.cache_dir.as_deref())?;
-        Runtime::from_component(engine, ticker, &component, options, replay)
+        Runtime::from_component(engine, ticker, &component, options, state)
     }
 
     /// Like `new`, but with the component pre-initialized for `config` (see `preinit`): fresh
     /// instances start with the verifier built. The snapshot is cached like any compiled artifact.
-    pub fn preinitialized(options: RuntimeOptions, replay: Arc<dyn ReplayGuard>, config: &EngineConfig) -> anyhow::Result<Self> {
+    pub fn preinitialized(options: RuntimeOptions, state: Arc<dyn SharedState>, config: &EngineConfig) -> anyhow::Result<Self> {
         let (engine, ticker) = new_engine(&options)?;
         let (bytes, digest) = component_bytes(&options)?;
         let config_json = serde_json::to_string(config)?;
         let component = cache::load_derived(&engine, &[digest.as_bytes(), config_json.as_bytes(), b"preinit"], options.cache_dir.as_deref(), || {
             // The snapshot is taken once; allow it a generous multiple of the create budget.
             let ticks = ticks(options.create_timeout.saturating_mul(4));
-            preinit::preinitialize(&engine, &bytes, config, host_state(&options, Arc::clone(&replay)), ticks)
+            preinit::preinitialize(&engine, &bytes, config, host_state(&options, Arc::clone(&state)), ticks)
         })?;
-        Runtime::from_component(engine, ticker, &component, options, replay)
+        Runtime::from_component(engine, ticker, &component, options, state)
     }
 
     /// A self-contained component with `config` baked in (policies parsed, key tables built):
@@ -171,8 +171,8 @@ impl Runtime {
         // A bundle is for any host, so it is built from the portable component.
         let portable = RuntimeOptions { wide_arithmetic: false, ..options.clone() };
         let (bytes, _) = component_bytes(&portable)?;
-        let replay: Arc<dyn ReplayGuard> = Arc::new(crate::replay::InMemoryReplayStore::new(16));
-        preinit::preinitialize(&engine, &bytes, config, host_state(options, replay), ticks(options.create_timeout.saturating_mul(4)))
+        let state: Arc<dyn SharedState> = Arc::new(crate::state::LocalState::default());
+        preinit::preinitialize(&engine, &bytes, config, host_state(options, state), ticks(options.create_timeout.saturating_mul(4)))
     }
 
     fn from_component(
@@ -180,13 +180,13 @@ impl Runtime {
         ticker: EpochTicker,
         component: &Component,
         options: RuntimeOptions,
-        replay: Arc<dyn ReplayGuard>,
+        state: Arc<dyn SharedState>,
     ) -> anyhow::Result<Self> {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::add_to_linker(&mut linker)?;
         let pre = GatePre::new(linker.instantiate_pre(component)?)?;
-        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, pre, options, replay, _ticker: ticker }) })
+        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, pre, options, state, _ticker: ticker }) })
     }
 
     /// The wasmtime engine.
@@ -268,9 +268,9 @@ fn component_bytes(options: &RuntimeOptions) -> anyhow::Result<(std::borrow::Cow
     })
 }
 
-fn host_state(options: &RuntimeOptions, replay: Arc<dyn ReplayGuard>) -> HostState {
+fn host_state(options: &RuntimeOptions, state: Arc<dyn SharedState>) -> HostState {
     let limits = StoreLimitsBuilder::new().memory_size(options.memory_limit_bytes).trap_on_grow_failure(true).build();
-    HostState { wasi: WasiCtx::builder().build(), table: Default::default(), limits, replay, batch: None }
+    HostState { wasi: WasiCtx::builder().build(), table: Default::default(), limits, imports: bindings::StateImports::new(state) }
 }
 
 /// How an instance gets its verifier.
@@ -295,7 +295,7 @@ struct Live {
 
 impl Live {
     fn create(rt: &RuntimeInner, source: &Source) -> Result<Live, VerifierError> {
-        let mut store = Store::new(&rt.engine, host_state(&rt.options, Arc::clone(&rt.replay)));
+        let mut store = Store::new(&rt.engine, host_state(&rt.options, Arc::clone(&rt.state)));
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(rt.options.create_timeout));
@@ -352,14 +352,14 @@ impl ComponentVerifier {
     /// call evaluated for several actions); across batches replays are refused as always.
     pub fn begin_batch(&mut self) {
         if let Some(live) = self.live.as_mut() {
-            live.store.data_mut().batch = Some(Default::default());
+            live.store.data_mut().imports.batch = Some(Default::default());
         }
     }
 
     /// Ends a batch.
     pub fn end_batch(&mut self) {
         if let Some(live) = self.live.as_mut() {
-            live.store.data_mut().batch = None;
+            live.store.data_mut().imports.batch = None;
         }
     }
 

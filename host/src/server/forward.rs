@@ -49,7 +49,11 @@ fn all_values(headers: &HeaderMap, name: &str) -> Option<String> {
 /// Reads the original request from the configured proxy's headers (and only those).
 fn original(request: &Request, prefix: &str, trusted: bool, proxy: ProxyKind) -> Result<Original, (Dialect, String)> {
     let headers = request.headers();
-    let dialect = if proxy == ProxyKind::Nginx { Dialect::Nginx } else { Dialect::Standard };
+    let dialect = match proxy {
+        ProxyKind::Nginx => Dialect::Nginx,
+        ProxyKind::Envoy => Dialect::Envoy,
+        ProxyKind::Traefik | ProxyKind::Caddy => Dialect::Standard,
+    };
     if !trusted {
         return Err((dialect, "forward-auth request from a peer that is not a trusted proxy".into()));
     }
@@ -103,6 +107,7 @@ fn respond(decision: &Decision, dialect: Dialect, id: &str) -> Response {
     if status == StatusCode::UNAUTHORIZED {
         http_map::challenge(decision, headers);
     }
+    http_map::retry_after(decision, dialect, headers);
     if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert("x-agentgate-decision-id", v);
     }

@@ -21,6 +21,13 @@ pub fn challenge(decision: &Decision, headers: &mut HeaderMap) {
     }
 }
 
+/// `Retry-After` for the statuses that invite a retry (`unavailable` as 503, `rate_limited` as 429).
+pub fn retry_after(decision: &Decision, dialect: Dialect, headers: &mut HeaderMap) {
+    if let Some(secs) = http_answer::retry_after(decision, dialect) {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+}
+
 /// A header value for an identifier (percent-encoded where not visible ASCII).
 pub fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(&http_answer::header_safe(text)).unwrap_or_else(|_| HeaderValue::from_static(""))

@@ -80,15 +80,15 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE agentgate_reloads_total counter");
         let _ = writeln!(out, "agentgate_reloads_total{{result=\"ok\"}} {}", self.reloads_ok.load(Ordering::Relaxed));
         let _ = writeln!(out, "agentgate_reloads_total{{result=\"failed\"}} {}", self.reloads_failed.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP agentgate_revocation_reload_failures_total Revocation file edits that did not parse (the last good list stayed).");
+        let _ = writeln!(out, "# HELP agentgate_revocation_reload_failures_total Revocation list loads that failed (the last good list stayed).");
         let _ = writeln!(out, "# TYPE agentgate_revocation_reload_failures_total counter");
         let _ = writeln!(out, "agentgate_revocation_reload_failures_total {}", gauges.revocation_failures);
-        let _ = writeln!(out, "# HELP agentgate_replay_store_entries DPoP proof ids remembered.");
-        let _ = writeln!(out, "# TYPE agentgate_replay_store_entries gauge");
-        let _ = writeln!(out, "agentgate_replay_store_entries {}", gauges.replay_entries);
-        let _ = writeln!(out, "# HELP agentgate_revocation_entries Entries of the revocation list in force.");
-        let _ = writeln!(out, "# TYPE agentgate_revocation_entries gauge");
-        let _ = writeln!(out, "agentgate_revocation_entries {}", gauges.revocation_entries);
+        // Known for the memory backend; a shared store is not scanned for a gauge.
+        if let Some(entries) = gauges.replay_entries {
+            let _ = writeln!(out, "# HELP agentgate_replay_store_entries DPoP proof ids remembered.");
+            let _ = writeln!(out, "# TYPE agentgate_replay_store_entries gauge");
+            let _ = writeln!(out, "agentgate_replay_store_entries {entries}");
+        }
         let _ = writeln!(out, "# HELP agentgate_config_generation Configuration generation in force (1 at start).");
         let _ = writeln!(out, "# TYPE agentgate_config_generation gauge");
         let _ = writeln!(out, "agentgate_config_generation {}", gauges.generation);
@@ -99,10 +99,8 @@ impl Metrics {
 /// Values read at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gauges {
-    /// Replay store size.
-    pub replay_entries: usize,
-    /// Revocation list size.
-    pub revocation_entries: usize,
+    /// Replay store size, when the backend knows it cheaply.
+    pub replay_entries: Option<usize>,
     /// Failed revocation reloads.
     pub revocation_failures: u64,
     /// Config generation.

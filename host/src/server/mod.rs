@@ -1,10 +1,10 @@
 //! `agentgate serve`: the decision service next to a proxy or called by an app.
 //!
 //! One wasmtime `Engine` and one pre-initialized component per configuration generation; a pool
-//! of instances (each a `Gate` following the revocation file) that requests check out, so both
-//! cores decide in parallel; one replay store shared by every instance and generation. Reloads
-//! build the next generation off the request path and swap it in atomically; a configuration that
-//! fails to load or validate changes nothing.
+//! of instances that requests check out, so both cores decide in parallel; one deployment state
+//! (proof ids, the revocation list — in memory or in Valkey/Redis, `crate::state`) shared by every
+//! instance and generation. Reloads build the next generation off the request path and swap it in
+//! atomically; a configuration that fails to load or validate changes nothing.
 
 pub mod audit;
 pub mod authzen;
@@ -14,12 +14,10 @@ pub mod metrics;
 pub mod origin;
 pub mod routes;
 
-use crate::component::{Runtime, RuntimeOptions};
+use crate::component::{ComponentVerifier, Runtime, RuntimeOptions};
 use crate::config::{self, LoadedConfig, McpEntry};
-use crate::gate::Gate;
 use crate::jwks_fetch::HttpsFetcher;
-use crate::replay::InMemoryReplayStore;
-use crate::revocations::RevocationFile;
+use crate::state::DeploymentState;
 use agentgate_engine::{CheckRequest, Decision};
 use anyhow::Context as _;
 use audit::{Audit, AuditLine};
@@ -49,8 +47,7 @@ pub struct Deployment {
     generation: u64,
     config: LoadedConfig,
     runtime: Runtime,
-    idle: Mutex<Vec<Gate>>,
-    revocations: Option<Arc<RevocationFile>>,
+    idle: Mutex<Vec<ComponentVerifier>>,
     routes: Vec<routes::Route>,
     origins: origin::Origins,
     mcp: Option<McpEntry>,
@@ -73,38 +70,22 @@ impl std::fmt::Debug for Deployment {
 impl Deployment {
     /// Validates `config` and pre-initializes its component; nothing is served from it until the
     /// caller swaps it in.
-    fn build(
-        config: LoadedConfig,
-        generation: u64,
-        replay: Arc<InMemoryReplayStore>,
-        previous_revocations: Option<Arc<RevocationFile>>,
-    ) -> anyhow::Result<Self> {
+    fn build(config: LoadedConfig, generation: u64, state: Arc<DeploymentState>) -> anyhow::Result<Self> {
         let server = &config.file.server;
         let routes = routes::compile(&config.file.routes).map_err(anyhow::Error::msg)?;
         let origins = origin::Origins::new(&server.trusted_proxies, &server.external_origins).map_err(anyhow::Error::msg)?;
         let mut options = RuntimeOptions::from_section(&config.file.runtime);
         options.pooling = Some(u32::try_from(server.pool_size.saturating_mul(2).max(4)).unwrap_or(u32::MAX));
-        let runtime = Runtime::preinitialized(options, replay, &config.engine)?;
+        // The revocation list is the deployment state's (a live mirror behind the `state` import),
+        // not baked into the snapshot: an edit of the list neither re-snapshots nor re-parses in
+        // every instance.
+        let engine = agentgate_engine::EngineConfig { revocations_json: String::new(), ..config.engine.clone() };
+        let runtime = Runtime::preinitialized(options, state, &engine)?;
         // Build one instance now: a configuration the component rejects fails here, not on the
         // first request.
         let first = runtime.preloaded_verifier().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let revocations = match (&config.revocations_path, previous_revocations) {
-            (Some(path), Some(prev)) if prev.path() == path => Some(prev),
-            (Some(path), _) => Some(Arc::new(RevocationFile::open(path).map_err(anyhow::Error::msg)?)),
-            (None, _) => None,
-        };
-        let idle = Mutex::new(vec![Gate::new(first, revocations.clone())]);
-        Ok(Deployment {
-            generation,
-            pool_size: server.pool_size.max(1),
-            mcp: config.file.mcp.clone(),
-            config,
-            runtime,
-            idle,
-            revocations,
-            routes,
-            origins,
-        })
+        let idle = Mutex::new(vec![first]);
+        Ok(Deployment { generation, pool_size: server.pool_size.max(1), mcp: config.file.mcp.clone(), config, runtime, idle, routes, origins })
     }
 
     /// Decides one call on an instance from the pool (`batch`: several calls sharing one proof).
@@ -113,7 +94,7 @@ impl Deployment {
         let mut gate = match gate {
             Some(g) => g,
             None => match self.runtime.preloaded_verifier() {
-                Ok(v) => Gate::new(v, self.revocations.clone()),
+                Ok(v) => v,
                 Err(e) => {
                     let d = Decision::engine_error(format!("could not start a decision instance: {e}"));
                     return requests.iter().map(|_| (d.clone(), Duration::ZERO)).collect();
@@ -122,7 +103,7 @@ impl Deployment {
         };
         let batch = requests.len() > 1;
         if batch {
-            gate.verifier_mut().begin_batch();
+            gate.begin_batch();
         }
         let mut out = Vec::with_capacity(requests.len());
         for (index, request) in requests.iter().enumerate() {
@@ -136,7 +117,7 @@ impl Deployment {
             }
         }
         if batch {
-            gate.verifier_mut().end_batch();
+            gate.end_batch();
         }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.pool_size
@@ -157,7 +138,7 @@ impl Deployment {
 /// Everything the handlers share.
 pub struct AppState {
     deployment: RwLock<Arc<Deployment>>,
-    replay: Arc<InMemoryReplayStore>,
+    state: Arc<DeploymentState>,
     metrics: Metrics,
     audit: Audit,
     config_path: PathBuf,
@@ -232,7 +213,12 @@ impl AppState {
         let Ok(_guard) = self.reload_lock.lock() else { return false };
         let current = self.deployment();
         let result = config::load_with(&self.config_path, &self.fetcher).map_err(anyhow::Error::from).and_then(|loaded| {
-            Deployment::build(loaded, current.generation + 1, Arc::clone(&self.replay), current.revocations.clone())
+            // The store and the revocation file belong to the running state: proof ids remembered
+            // so far must stay remembered, so a change to them takes a restart.
+            if loaded.file.state != *self.state.section() || loaded.revocations_path != current.config.revocations_path {
+                anyhow::bail!("`[state]` or `revocations` changed; they take effect at the next restart");
+            }
+            Deployment::build(loaded, current.generation + 1, Arc::clone(&self.state))
         });
         match result {
             Ok(next) => {
@@ -262,11 +248,15 @@ impl AppState {
     fn gauges(&self) -> Gauges {
         let d = self.deployment();
         Gauges {
-            replay_entries: self.replay.len(),
-            revocation_entries: d.revocations.as_ref().map_or(0, |r| r.entries()),
-            revocation_failures: d.revocations.as_ref().map_or(0, |r| r.failed_reloads()),
+            replay_entries: self.state.backend().proofs_held(),
+            revocation_failures: self.state.mirror().failed_loads(),
             generation: d.generation,
         }
+    }
+
+    /// The deployment's shared state (proof ids, revocations).
+    pub fn shared_state(&self) -> &Arc<DeploymentState> {
+        &self.state
     }
 }
 
@@ -294,11 +284,11 @@ pub fn state(options: &ServeOptions) -> anyhow::Result<Shared> {
         relative => options.config.parent().unwrap_or(Path::new(".")).join(relative).display().to_string(),
     };
     let audit = Audit::open(&audit_path).with_context(|| format!("opening the audit log `{audit_path}`"))?;
-    let replay = Arc::new(InMemoryReplayStore::default());
-    let deployment = Deployment::build(loaded, 1, Arc::clone(&replay), None)?;
+    let shared = DeploymentState::open(&loaded.file.state, loaded.revocations_path.clone())?;
+    let deployment = Deployment::build(loaded, 1, Arc::clone(&shared))?;
     Ok(Arc::new(AppState {
         deployment: RwLock::new(Arc::new(deployment)),
-        replay,
+        state: shared,
         metrics: Metrics::default(),
         audit,
         config_path: options.config.clone(),
@@ -351,17 +341,25 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
 async fn healthz(State(state): State<Shared>) -> Response {
     let d = state.deployment();
     let last_error = state.last_reload_error.lock().ok().and_then(|e| e.clone());
-    axum::Json(serde_json::json!({
-        "status": "ok",
+    let shared = Arc::clone(&state.state);
+    // One round trip to the store, off the async threads.
+    let store = tokio::task::spawn_blocking(move || shared.health()).await.unwrap_or_else(|e| serde_json::json!({"reachable": false, "error": e.to_string()}));
+    // A node whose store cannot answer denies every bound call (`unavailable`): not healthy.
+    let store_ok = store.get("reachable").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = serde_json::json!({
+        "status": if store_ok { "ok" } else { "store_unavailable" },
         "generation": d.generation,
         "config": state.config_path.display().to_string(),
         "last_reload_error": last_error,
-    }))
-    .into_response()
+        "store": store,
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<Shared>) -> Response {
-    let body = state.metrics.render(&state.gauges());
+    let mut body = state.metrics.render(&state.gauges());
+    state.state.metrics().render(state.state.backend().kind(), &mut body);
     let mut response = body.into_response();
     response.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4"));
     response
