@@ -30,6 +30,8 @@ const HOME: &str = "policies/home/agentgate.toml";
 const NONCE_CONFIG: &str = "tests/configs/mail-nonce.toml";
 const IDENTITY_CONFIG: &str = "tests/configs/mail-identity.toml";
 const DPOP_OFF_CONFIG: &str = "tests/configs/home-dpop-off.toml";
+const STATUS_REQUIRED_CONFIG: &str = "tests/configs/mail-status-required.toml";
+const STATUS_URI: &str = "https://auth.demo.agentgate.dev/status/1";
 const ISSUER: &str = "https://auth.demo.agentgate.dev";
 const MAIL_AUD: &str = "https://mail.example.com";
 const HOME_AUD: &str = "https://home.example.com";
@@ -265,8 +267,41 @@ impl Gen {
     }
 
     fn push_with_state(&mut self, slug: &str, intent: &str, host_state: HostStateSpec, steps: Vec<Step>) {
+        self.push_with_state_config(slug, intent, MAIL, host_state, steps);
+    }
+
+    fn push_with_state_config(&mut self, slug: &str, intent: &str, config: &str, host_state: HostStateSpec, steps: Vec<Step>) {
         let name = format!("{:03}_{slug}.json", self.vectors.len() + 1);
-        self.vectors.push((name, Vector { intent: intent.into(), config: MAIL.into(), revocations: None, host_state: Some(host_state), steps }));
+        self.vectors.push((name, Vector { intent: intent.into(), config: config.into(), revocations: None, host_state: Some(host_state), steps }));
+    }
+
+    /// A Status List Token (draft-ietf-oauth-status-list-21 §5.1) over `entries` of `bits` bits,
+    /// entry 0 in the least significant bits of byte 0, signed by `signer`; `edit` changes header
+    /// and claims.
+    fn status_list_token(signer: &KeyPair, bits: u8, entries: &[u8], edit: impl FnOnce(&mut Value, &mut Value)) -> String {
+        let per_byte = 8 / usize::from(bits);
+        let mut bytes = vec![0u8; entries.len().div_ceil(per_byte)];
+        for (i, value) in entries.iter().enumerate() {
+            bytes[i / per_byte] |= value << ((i % per_byte) * usize::from(bits));
+        }
+        let lst = b64(&miniz_oxide::deflate::compress_to_vec_zlib(&bytes, 9));
+        let mut header = json!({"typ": "statuslist+jwt", "alg": "ES256", "kid": signer.kid});
+        let mut claims = json!({"sub": STATUS_URI, "iss": ISSUER, "iat": T0 - 60, "exp": T0 + 3600, "ttl": 300, "status_list": {"bits": bits, "lst": lst}});
+        edit(&mut header, &mut claims);
+        sign(signer, &header, &claims)
+    }
+
+    /// A bound mail call whose token's status is entry `idx` of the list at `uri`.
+    fn status_call(&mut self, idx: u64, uri: &str) -> RequestJson {
+        let mut c = self.mail_claims();
+        c.insert("status".into(), json!({"status_list": {"idx": idx, "uri": uri}}));
+        self.bound_call(&c)
+    }
+
+    /// A vector whose host serves one status list at `STATUS_URI`.
+    fn status_case(&mut self, slug: &str, intent: &str, list: String, request: RequestJson, expect: Expect) {
+        let spec = HostStateSpec { status_lists: [(STATUS_URI.to_owned(), list)].into_iter().collect(), ..HostStateSpec::default() };
+        self.push_with_state(slug, intent, spec, vec![Step { request, expect }]);
     }
 
     fn one(&mut self, slug: &str, intent: &str, config: &str, request: RequestJson, expect: Expect) {
@@ -988,6 +1023,61 @@ fn build() -> Vec<(String, Vector)> {
     g.push_with_state("host_state_revoked_issuer_kid", "an issuer key on the host's revocation list, scoped to its issuer", HostStateSpec { revoked: vec![vec!["issuer-kid".into(), ISSUER.into(), "demo-issuer-2026-11".into()]], ..HostStateSpec::default() }, vec![
         Step { request: r, expect: deny("revoked", "key `demo-issuer-2026-11` of issuer `https://auth.demo.agentgate.dev` is revoked") },
     ]);
+    // Token status lists (draft-ietf-oauth-status-list-21), verified inside the component.
+    let issuer = g.issuer.clone();
+    let one_bit = Gen::status_list_token(&issuer, 1, &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], |_, _| {});
+    let r = g.status_call(0, STATUS_URI);
+    g.status_case("status_list_valid", "a token whose status list entry is 0x00 (valid)", one_bit.clone(), r, allow(&["mail-read-own"]));
+    let r = g.status_call(3, STATUS_URI);
+    g.status_case("status_list_invalid", "a token whose entry is 0x01 (invalid) is revoked", one_bit.clone(), r, deny("revoked", "is invalid (0x01) in its status list"));
+    let r = g.status_call(15, STATUS_URI);
+    g.status_case("status_list_last_entry", "the last entry of a one-bit list (index 15 of 16)", one_bit.clone(), r, allow(&["mail-read-own"]));
+    let r = g.status_call(16, STATUS_URI);
+    g.status_case("status_list_index_past_the_end", "an index just past the list is refused, not read as valid", one_bit, r, deny("invalid_token", "is beyond the status list"));
+    let two_bits = Gen::status_list_token(&issuer, 2, &[0, 2, 3, 0], |_, _| {});
+    let r = g.status_call(1, STATUS_URI);
+    g.status_case("status_list_suspended", "a two-bit entry 0x02 (suspended) is revoked, and the reason says so", two_bits.clone(), r, deny("revoked", "is suspended (0x02)"));
+    let r = g.status_call(2, STATUS_URI);
+    g.status_case("status_list_unknown_status", "an application-specific status (0x03) is revoked: fail closed", two_bits.clone(), r, deny("revoked", "0x03"));
+    let r = g.status_call(3, STATUS_URI);
+    g.status_case("status_list_two_bits_valid", "a two-bit entry 0x00", two_bits, r, allow(&["mail-read-own"]));
+    let four_bits = Gen::status_list_token(&issuer, 4, &[0, 0, 0, 0, 0, 1], |_, _| {});
+    let r = g.status_call(5, STATUS_URI);
+    g.status_case("status_list_four_bits", "a four-bit entry 0x01 at an odd index", four_bits, r, deny("revoked", "invalid (0x01)"));
+    let mut entries = vec![0u8; 300];
+    entries[299] = 0x2a;
+    let eight_bits = Gen::status_list_token(&issuer, 8, &entries, |_, _| {});
+    let r = g.status_call(298, STATUS_URI);
+    g.status_case("status_list_eight_bits_valid", "an eight-bit list, the entry before the last", eight_bits.clone(), r, allow(&["mail-read-own"]));
+    let r = g.status_call(299, STATUS_URI);
+    g.status_case("status_list_eight_bits_last", "an eight-bit list, its last entry 0x2a", eight_bits, r, deny("revoked", "0x2a"));
+    let rogue = g.rogue.clone();
+    let forged = Gen::status_list_token(&rogue, 1, &[0; 8], |_, _| {});
+    let r = g.status_call(0, STATUS_URI);
+    g.status_case("status_list_bad_signature", "a list not signed by the issuer's key fails the call closed", forged, r, deny("unavailable", "status list token signature does not verify"));
+    let wrong_typ = Gen::status_list_token(&issuer, 1, &[0; 8], |h, _| h["typ"] = json!("JWT"));
+    let r = g.status_call(0, STATUS_URI);
+    g.status_case("status_list_wrong_typ", "a list without `typ` `statuslist+jwt` is refused", wrong_typ, r, deny("unavailable", "expected `statuslist+jwt`"));
+    let expired = Gen::status_list_token(&issuer, 1, &[0; 8], |_, c| c["exp"] = json!(T0 - 3600));
+    let r = g.status_call(0, STATUS_URI);
+    g.status_case("status_list_expired", "an expired list is refused", expired, r, deny("unavailable", "status list token expired"));
+    let other_sub = Gen::status_list_token(&issuer, 1, &[0; 8], |_, c| c["sub"] = json!("https://auth.demo.agentgate.dev/status/2"));
+    let r = g.status_call(0, STATUS_URI);
+    g.status_case("status_list_sub_mismatch", "a list whose `sub` is another list's `uri` is refused", other_sub, r, deny("unavailable", "is not the `uri` the token names"));
+    let bomb = Gen::status_list_token(&issuer, 1, &[], |_, c| c["status_list"]["lst"] = json!(b64(&miniz_oxide::deflate::compress_to_vec_zlib(&vec![0u8; 4 << 20], 10))));
+    let r = g.status_call(0, STATUS_URI);
+    g.status_case("status_list_zlib_bomb", "a list that would inflate past the limit is refused, not inflated", bomb, r, deny("unavailable", "inflates to more than"));
+    let r = g.status_call(0, "https://auth.demo.agentgate.dev/status/unknown");
+    let spec = HostStateSpec::default();
+    g.push_with_state("status_list_unavailable", "a list the host cannot provide fails the call closed", spec, vec![Step { request: r, expect: deny("unavailable", "the status list `https://auth.demo.agentgate.dev/status/unknown` is unavailable") }]);
+    let c = g.mail_claims();
+    let r = g.bound_call(&c);
+    g.push_with_state_config("status_list_required_but_absent", "an issuer with `status_list = \"required\"` refuses tokens without a status reference", STATUS_REQUIRED_CONFIG, HostStateSpec::default(), vec![Step { request: r, expect: deny("invalid_token", "requires a status list reference") }]);
+    let valid = Gen::status_list_token(&issuer, 1, &[0; 8], |_, _| {});
+    let r = g.status_call(2, STATUS_URI);
+    let spec = HostStateSpec { status_lists: [(STATUS_URI.to_owned(), valid)].into_iter().collect(), ..HostStateSpec::default() };
+    g.push_with_state_config("status_list_required_and_valid", "the same issuer accepts a token whose entry is valid", STATUS_REQUIRED_CONFIG, spec, vec![Step { request: r, expect: allow(&["mail-read-own"]) }]);
+
     let c = g.mail_claims();
     let r = g.bound_call(&c);
     g.push_with("revocation_not_yet_expired", "a revocation with an `expires` in the future applies", MAIL, Some(json!({"agents": [{"id": ASSISTANT, "expires": T0 + 60}]})), vec![Step { request: r, expect: deny("revoked", "agent `spiffe://agents.example/mail-assistant` is revoked") }]);

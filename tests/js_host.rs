@@ -9,16 +9,8 @@ mod support;
 
 use agentgate::wire::DecisionJson;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
-use support::{Host, read_vector, root, run_vector, vector_files};
-
-/// `target/<profile>/agentgate`: the root package has no bin target, so no CARGO_BIN_EXE; the
-/// workspace test run builds host's bin next to this test's `deps/` directory.
-fn agentgate_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap(); // target/<profile>/deps/js_host-<hash>
-    exe.parent().unwrap().parent().unwrap().join(format!("agentgate{}", std::env::consts::EXE_SUFFIX))
-}
+use support::{Host, agentgate_bin, read_vector, root, run_vector, vector_files};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -36,7 +28,6 @@ fn js_host_decides_every_vector_like_wasmtime() {
         return;
     }
     let bin = agentgate_bin();
-    assert!(bin.exists(), "{} is missing: run `cargo test --workspace --release`", bin.display());
     let dir = tempfile::tempdir().unwrap();
     let build = dir.path().join("build");
     let decisions = dir.path().join("decisions.json");

@@ -40,6 +40,8 @@ pub struct VerifiedAccessToken {
     pub chain: DelegationChain,
     /// `cnf.jkt`: the thumbprint of the key the token is bound to.
     pub bound_key: Option<String>,
+    /// `status.status_list`: where the token's status is published.
+    pub status: Option<crate::status_list::StatusRef>,
 }
 
 /// What an access token is checked against.
@@ -141,7 +143,8 @@ fn check_claims(jws: &VerifiedJws, issuer: String, kid: String, check: TokenChec
     let scopes = claims::scopes(c).map_err(text)?;
     let chain = DelegationChain::from_claims(c, limits.max_delegation_depth)?;
     let bound_key = confirmation(c)?;
-    Ok(VerifiedAccessToken { issuer, kid, subject, client_id, jti, issued_at, expires_at, not_before, scopes, chain, bound_key })
+    let status = crate::status_list::reference(c)?;
+    Ok(VerifiedAccessToken { issuer, kid, subject, client_id, jti, issued_at, expires_at, not_before, scopes, chain, bound_key, status })
 }
 
 /// Reads `cnf` (RFC 7800): only the DPoP confirmation `jkt` (RFC 9449 §6.1) is supported. A token

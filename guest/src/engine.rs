@@ -13,7 +13,9 @@ use crate::nonce::NonceIssuer;
 use crate::request::CheckRequest;
 use crate::revocation::{CallIds, RevocationId, RevocationList};
 use crate::settings::{DpopMode, Settings};
-use crate::state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState};
+use crate::state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState, StatusListAnswer};
+use crate::status_list::{self, StatusList, StatusListMode};
+use std::collections::HashMap;
 use crate::token_cache::{TokenCache, TokenHash};
 use crate::trust::{TrustConfig, TrustStore};
 use std::sync::{Arc, Mutex, RwLock};
@@ -43,6 +45,8 @@ pub struct Engine {
     nonces: Option<NonceIssuer>,
     revocations: RwLock<Arc<RevocationList>>,
     tokens: Mutex<TokenCache>,
+    /// Verified status lists by `uri`: a list is verified and inflated once per version.
+    status_lists: Mutex<HashMap<String, Arc<StatusList>>>,
     state: Box<dyn SharedState>,
     verifier: Box<dyn SignatureVerifier>,
 }
@@ -95,6 +99,7 @@ impl Engine {
             nonces,
             revocations: RwLock::new(Arc::new(revocations)),
             tokens,
+            status_lists: Mutex::new(HashMap::new()),
             state,
             verifier,
         })
@@ -230,6 +235,9 @@ impl Engine {
 
         self.check_revocation(&at, proof.as_ref(), identity.as_ref(), now)?;
         step("revocation", "not revoked".into());
+        if let Some(checked) = self.check_status(&at, now)? {
+            step("status list", checked);
+        }
 
         if let Some(p) = &proof {
             self.remember_proof(p, now)?;
@@ -372,6 +380,77 @@ impl Engine {
         }
     }
 
+    /// The token's entry in its status list (draft-ietf-oauth-status-list), when the issuer's
+    /// policy asks for it. Returns what was checked, for `explain`.
+    fn check_status(&self, at: &VerifiedAccessToken, now: i64) -> Result<Option<String>, Denial> {
+        let Some(policy) = self.trust.issuer_policy(&at.issuer) else { return Ok(None) };
+        let reference = match (&at.status, policy.status_list) {
+            (_, StatusListMode::Off) | (None, StatusListMode::WhenPresent) => return Ok(None),
+            (None, StatusListMode::Required) => {
+                return Err(Denial::token(format!("issuer {} requires a status list reference (`status.status_list`) in its tokens", quote(&at.issuer))));
+            }
+            (Some(reference), _) => reference,
+        };
+        let list = self.status_list(&reference.uri, &policy.status_issuer, now)?;
+        match list.status(reference.idx) {
+            None => Err(Denial::token(format!(
+                "access token status index {} is beyond the status list {} ({} entries)",
+                reference.idx,
+                quote(&reference.uri),
+                list.len()
+            ))),
+            Some(value) => match status_list::describe(value) {
+                None => Ok(Some(format!("valid: index {} of {}", reference.idx, quote(&reference.uri)))),
+                Some(state) => Err(Denial::new(
+                    Outcome::Revoked,
+                    format!("access token is {state} in its status list {} (index {})", quote(&reference.uri), reference.idx),
+                )),
+            },
+        }
+    }
+
+    /// The current status list at `uri`, verified, from this engine's cache or from the host.
+    fn status_list(&self, uri: &str, issuer: &str, now: i64) -> Result<Arc<StatusList>, Denial> {
+        let unavailable = |why: String| Denial::new(Outcome::Unavailable, format!("the status list {} is unavailable: {why}", quote(uri)));
+        let skew = i64::try_from(self.settings.limits.clock_skew_secs).unwrap_or(0);
+        let cached = self.status_lists.lock().ok().and_then(|c| c.get(uri).cloned());
+        let answer = self.state.status_list(uri, cached.as_ref().map(|l| l.digest.as_str()));
+        let list = match (answer, cached) {
+            (StatusListAnswer::Unchanged, Some(list)) => list,
+            (StatusListAnswer::Unchanged, None) => return Err(unavailable("the host answered `unchanged` for a list this engine does not hold".into())),
+            (StatusListAnswer::Current(token), cached) => match cached {
+                Some(list) if list.digest == status_list::digest(&token) => list,
+                _ => {
+                    let keys = self.trust.issuer(issuer).ok_or_else(|| unavailable(format!("no keys for its issuer {}", quote(issuer))))?;
+                    let limits = &self.settings.limits;
+                    let check = status_list::ListCheck {
+                        uri,
+                        issuer,
+                        keys,
+                        now,
+                        skew_secs: skew,
+                        max_token_bytes: limits.max_status_list_token_bytes,
+                        max_list_bytes: limits.max_status_list_bytes,
+                    };
+                    let list = Arc::new(status_list::verify(&token, check, self.verifier.as_ref()).map_err(unavailable)?);
+                    if let Ok(mut cache) = self.status_lists.lock() {
+                        // A handful of lists per deployment; bound it all the same.
+                        if cache.len() >= STATUS_LISTS_KEPT && !cache.contains_key(uri) {
+                            cache.clear();
+                        }
+                        cache.insert(uri.to_owned(), Arc::clone(&list));
+                    }
+                    list
+                }
+            },
+            (StatusListAnswer::Unavailable(why), _) => return Err(unavailable(why)),
+        };
+        if list.is_expired(now, skew) {
+            return Err(unavailable(format!("the newest copy expired at {}", list.expires_at.unwrap_or_default())));
+        }
+        Ok(list)
+    }
+
     /// Records the proof's single use with the host (RFC 9449 §11.1), for its acceptance window.
     fn remember_proof(&self, proof: &VerifiedProof, now: i64) -> Result<(), Denial> {
         // The proof passed the age check, so it stays acceptable until `iat + max_age`; one more
@@ -392,6 +471,9 @@ impl Engine {
         }
     }
 }
+
+/// Status lists an engine keeps verified at once.
+const STATUS_LISTS_KEPT: usize = 16;
 
 /// Everything of a call that a revocation can name: the token (by `jti`, of any issuer and of
 /// its own), the user likewise, every actor, the issuer key (thumbprint, scoped and bare `kid`),

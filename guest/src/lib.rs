@@ -28,6 +28,7 @@ pub mod routing;
 pub mod settings;
 pub mod spiffe;
 pub mod state;
+pub mod status_list;
 pub mod token_cache;
 pub mod trust;
 

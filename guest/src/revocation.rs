@@ -476,8 +476,8 @@ mod tests {
         let jwks = |kid: &str, extra: &str| format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}","kid":"{kid}"{extra}}}]}}"#);
         let trust = TrustStore::from_config(&TrustConfig {
             issuers: vec![
-                IssuerSource { issuer: "https://a".into(), jwks: jwks("shared", ""), source: String::new() },
-                IssuerSource { issuer: "https://b".into(), jwks: jwks("shared", ""), source: String::new() },
+                IssuerSource { issuer: "https://a".into(), jwks: jwks("shared", ""), source: String::new(), status_list: Default::default(), status_issuer: None },
+                IssuerSource { issuer: "https://b".into(), jwks: jwks("shared", ""), source: String::new(), status_list: Default::default(), status_issuer: None },
             ],
             trust_domains: vec![TrustDomainSource { trust_domain: "agents.example".into(), bundle: jwks("td", r#","use":"jwt-svid""#), source: String::new() }],
         })

@@ -38,6 +38,11 @@ pub struct Limits {
     /// Verified access tokens kept per engine, so a repeated token skips its signature check
     /// (0 disables the cache).
     pub token_cache_entries: usize,
+    /// Largest accepted Status List Token, in bytes.
+    pub max_status_list_token_bytes: usize,
+    /// Largest accepted status list once inflated, in bytes (a compressed list that would inflate
+    /// past it is refused unread).
+    pub max_status_list_bytes: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +55,8 @@ impl Default for Limits {
             max_context_bytes: 64 * 1024,
             max_entities_bytes: 256 * 1024,
             token_cache_entries: 4096,
+            max_status_list_token_bytes: 1024 * 1024,
+            max_status_list_bytes: 2 * 1024 * 1024,
         }
     }
 }

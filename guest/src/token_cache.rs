@@ -91,6 +91,7 @@ mod tests {
             scopes: vec![],
             chain: DelegationChain::default(),
             bound_key: None,
+            status: None,
         })
     }
 

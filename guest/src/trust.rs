@@ -4,6 +4,7 @@
 use crate::jose::es256::PublicKey;
 use crate::jose::json::{JsonObject, parse_object};
 use crate::jose::jwk::{EcPublicJwk, quote};
+use crate::status_list::StatusListMode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -31,6 +32,21 @@ pub struct IssuerSource {
     /// Where the JWKS came from, for messages.
     #[serde(default)]
     pub source: String,
+    /// Whether this issuer's tokens are checked against token status lists.
+    #[serde(default)]
+    pub status_list: StatusListMode,
+    /// The configured issuer whose keys sign this issuer's status lists (default: itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_issuer: Option<String>,
+}
+
+/// What is checked for one issuer's tokens beyond their signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerPolicy {
+    /// Token status lists.
+    pub status_list: StatusListMode,
+    /// The issuer whose keys sign the status lists.
+    pub status_issuer: String,
 }
 
 /// One trust domain and its SPIFFE bundle.
@@ -86,6 +102,7 @@ impl KeySet {
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
     issuers: HashMap<String, KeySet>,
+    policies: HashMap<String, IssuerPolicy>,
     trust_domains: HashMap<String, KeySet>,
 }
 
@@ -93,6 +110,7 @@ impl TrustStore {
     /// Parses every JWKS and bundle. Unusable key material is an error naming its source.
     pub fn from_config(config: &TrustConfig) -> Result<Self, String> {
         let mut issuers = HashMap::new();
+        let mut policies = HashMap::new();
         for source in &config.issuers {
             if source.issuer.is_empty() {
                 return Err("an issuer has an empty `issuer`".into());
@@ -105,6 +123,11 @@ impl TrustStore {
             if issuers.insert(source.issuer.clone(), keys).is_some() {
                 return Err(format!("issuer `{}` is configured twice", source.issuer));
             }
+            let status_issuer = source.status_issuer.clone().unwrap_or_else(|| source.issuer.clone());
+            policies.insert(source.issuer.clone(), IssuerPolicy { status_list: source.status_list, status_issuer });
+        }
+        if let Some((issuer, policy)) = policies.iter().find(|(_, p)| !issuers.contains_key(&p.status_issuer)) {
+            return Err(format!("issuer `{issuer}`: its `status_issuer` `{}` is not a configured issuer", policy.status_issuer));
         }
         let mut trust_domains = HashMap::new();
         for source in &config.trust_domains {
@@ -119,12 +142,17 @@ impl TrustStore {
                 return Err(format!("trust domain `{}` is configured twice", source.trust_domain));
             }
         }
-        Ok(TrustStore { issuers, trust_domains })
+        Ok(TrustStore { issuers, policies, trust_domains })
     }
 
     /// The keys of an issuer, if it is trusted.
     pub fn issuer(&self, iss: &str) -> Option<&KeySet> {
         self.issuers.get(iss)
+    }
+
+    /// What is checked for an issuer's tokens beyond their signature.
+    pub fn issuer_policy(&self, iss: &str) -> Option<&IssuerPolicy> {
+        self.policies.get(iss)
     }
 
     /// The keys of a trust domain, if it is trusted.
@@ -249,7 +277,7 @@ mod tests {
 
     fn issuer(jwks: String) -> TrustConfig {
         TrustConfig {
-            issuers: vec![IssuerSource { issuer: "https://as".into(), jwks, source: "as.jwks.json".into() }],
+            issuers: vec![IssuerSource { issuer: "https://as".into(), jwks, source: "as.jwks.json".into(), status_list: StatusListMode::default(), status_issuer: None }],
             trust_domains: vec![],
         }
     }

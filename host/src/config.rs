@@ -111,6 +111,12 @@ pub struct StateSection {
     /// id would be a silent replay). Turn off only for a store that cannot report its policy
     /// and is known not to evict.
     pub require_noeviction: bool,
+    /// Token status lists are fetched again after this many seconds (or their `ttl`, if
+    /// shorter).
+    pub status_list_refresh_secs: u64,
+    /// A status list that could not be refreshed is used for at most this many seconds after its
+    /// last successful fetch; then calls that need it fail closed (`unavailable`).
+    pub status_list_max_age_secs: u64,
 }
 
 impl Default for StateSection {
@@ -132,6 +138,8 @@ impl Default for StateSection {
             revocation_refresh_ms: 200,
             revocation_max_staleness_ms: 2_000,
             require_noeviction: true,
+            status_list_refresh_secs: 300,
+            status_list_max_age_secs: 3600,
         }
     }
 }
@@ -161,6 +169,9 @@ impl StateSection {
         }
         if self.pool_size == 0 || self.max_proofs == 0 || self.max_proofs_per_key == 0 {
             return Err("`[state] pool_size`, `max_proofs` and `max_proofs_per_key` must be positive".into());
+        }
+        if self.status_list_refresh_secs == 0 || self.status_list_max_age_secs < self.status_list_refresh_secs {
+            return Err("`[state] status_list_max_age_secs` must be at least `status_list_refresh_secs` (and that positive)".into());
         }
         if self.revocation_refresh_ms == 0 || self.revocation_max_staleness_ms < self.revocation_refresh_ms.saturating_mul(2) {
             return Err("`[state] revocation_max_staleness_ms` must be at least twice `revocation_refresh_ms` (and that positive)".into());
@@ -306,6 +317,13 @@ pub struct IssuerEntry {
     /// JWKS: a file, or an `https://` URL (fetched, cached, refreshed in the background; plain
     /// `http://` only for loopback addresses, for tests).
     pub jwks: String,
+    /// Token status lists (draft-ietf-oauth-status-list): `required`, `when-present` (default)
+    /// or `off`.
+    #[serde(default)]
+    pub status_list: agentgate_engine::status_list::StatusListMode,
+    /// The configured issuer whose keys sign this issuer's status lists (default: itself).
+    #[serde(default)]
+    pub status_issuer: Option<String>,
 }
 
 /// Fetches JWKS documents named by URL.
@@ -474,10 +492,22 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
     for issuer in &file.issuers {
         if is_url(&issuer.jwks) {
             let jwks = fetcher.fetch(&issuer.jwks).map_err(|e| ConfigError::at(path, format!("issuer `{}`: {e}", issuer.issuer)))?;
-            trust.issuers.push(IssuerSource { issuer: issuer.issuer.clone(), jwks, source: issuer.jwks.clone() });
+            trust.issuers.push(IssuerSource {
+                issuer: issuer.issuer.clone(),
+                jwks,
+                source: issuer.jwks.clone(),
+                status_list: issuer.status_list,
+                status_issuer: issuer.status_issuer.clone(),
+            });
         } else {
             let (full, jwks) = read(join(dir, Path::new(&issuer.jwks)))?;
-            trust.issuers.push(IssuerSource { issuer: issuer.issuer.clone(), jwks, source: full.display().to_string() });
+            trust.issuers.push(IssuerSource {
+                issuer: issuer.issuer.clone(),
+                jwks,
+                source: full.display().to_string(),
+                status_list: issuer.status_list,
+                status_issuer: issuer.status_issuer.clone(),
+            });
         }
     }
     for td in &file.trust_domains {

@@ -52,8 +52,9 @@ impl JwksFetcher for HttpsFetcher {
     }
 }
 
-/// `https://` anywhere; `http://` only to a loopback address (tests, sidecars on localhost).
-fn check_url(url: &str) -> Result<(), String> {
+/// `https://` anywhere; `http://` only to a loopback address (tests, sidecars on localhost). The
+/// rule for every URL agentgate fetches (JWKS, token status lists).
+pub fn check_url(url: &str) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),

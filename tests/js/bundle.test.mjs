@@ -26,8 +26,8 @@ for (const [name, bundle] of bundles) {
 
     for (const [file, vector] of vectors) {
       test(file, async () => {
-        const fromBundle = await runVector(vector, () => createVerifier(null, { world: bundle.world, component: bundled, bundled: true }));
-        const fromFiles = await runVector(vector, () => createVerifier(resolvedConfig(vector.config), { world: bundle.world, component: plain }));
+        const fromBundle = await runVector(vector, (host) => createVerifier(null, { world: bundle.world, component: bundled, bundled: true, ...host }));
+        const fromFiles = await runVector(vector, (host) => createVerifier(resolvedConfig(vector.config), { world: bundle.world, component: plain, ...host }));
         assert.deepEqual(failingSteps(vector, fromBundle), [], `${file} (${vector.intent}) from the bundle`);
         assert.deepEqual(fromBundle, fromFiles, `${file}: the bundle decided differently from the configuration files`);
       });

@@ -3,14 +3,16 @@
 // decision component and forwards allowed calls to the origin.
 //
 //   client ──► edge worker ──(check: token, DPoP proof, identity, Cedar)──► upstream (env.UPSTREAM)
-//                         ◄── 401 / 403 / 400 with RFC 6750 / 9449 headers
+//                         ◄── 401 / 403 / 400 with RFC 6750 / 9449 headers; 429 / 503 with Retry-After
 //
 // env:
 //   UPSTREAM           origin base URL, e.g. https://mail-backend.internal
 //   AGENTGATE_CONFIG   the resolved configuration (`agentgate resolve --config FILE`), object or JSON
 //   AGENTGATE_WORLD    'gate' (default) or 'gate-accelerated' (ES256 via the runtime's crypto)
 //   AGENTGATE_COMPONENT  a loaded component (`loadComponent`; a bundler's imports) or a build dir
-//   AGENTGATE_VERIFIER a ready verifier (createVerifier), instead of the three above
+//   AGENTGATE_STATE    the `state` import (default: a MemoryState in this isolate). Its methods
+//                      may answer with Promises (a Durable Object): the gate calls checkAsync
+//   AGENTGATE_VERIFIER a ready verifier (createVerifier), instead of the four above
 //   UPSTREAM_FETCH     the fetch used for the origin (default: global fetch); tests pass a stub
 //   AGENTGATE_LOG      a function receiving one structured log record per call (default
 //                      console.log); never given a credential
@@ -26,11 +28,11 @@
 //   const component = await loadComponent('gate', { instantiate, getCoreModule: (n) => modules[n] });
 //   // then env.AGENTGATE_COMPONENT = component, or createVerifier(config, { component }) yourself
 //
-// The replay store is this isolate's memory: a proof is accepted once per isolate. A deployment
-// with many isolates needs a shared store, and the WIT `replay.remember` import is synchronous —
-// see tests/js/README.md (Durable Objects and KV are asynchronous).
+// By default the state store is this isolate's memory: a proof is accepted once per isolate. A
+// deployment with many isolates passes a shared store as AGENTGATE_STATE; its answers may be
+// Promises, since the gate decides with `checkAsync` (see tests/js/README.md).
 
-import { createVerifier, MemoryReplayStore, RequestError } from './host.mjs';
+import { createVerifier, MemoryState, RequestError } from './host.mjs';
 
 /**
  * Routes: `METHOD /path/:param/...` → what to ask the verifier. The handler gets the path
@@ -100,13 +102,21 @@ const CHALLENGE = {
   use_dpop_nonce: 'use_dpop_nonce',
 };
 
-/** The HTTP status for a decision's outcome (README "Outcomes"). */
+/**
+ * The HTTP status for a decision's outcome: guest/src/http_answer.rs `status` for the Standard
+ * dialect (a Worker answers the client itself; no proxy turns its 5xx into an allow).
+ */
 export function statusFor(outcome) {
   if (outcome === 'allowed') return 200;
   if (outcome in CHALLENGE) return 401;
   if (outcome === 'invalid_request') return 400;
+  if (outcome === 'rate_limited') return 429; // the proof key is at the store's per-key bound
+  if (outcome === 'unavailable') return 503; // the state store could not be consulted
   return 403; // policy_denied, engine_error (fail closed), anything unknown
 }
+
+/** `Retry-After` seconds for the statuses that invite a retry (http_answer.rs `retry_after`). */
+export const retryAfter = (status) => (status === 429 || status === 503 ? 1 : null);
 
 /** A value safe inside an HTTP quoted-string: printable ASCII, `"` and `\` escaped. */
 export function quoted(text) {
@@ -121,7 +131,8 @@ const CREDENTIAL_HEADERS = ['authorization', 'dpop', 'workload-identity-token'];
 function denial(decision, decisionId) {
   const status = decision.outcome === 'allowed' ? 403 : statusFor(decision.outcome);
   const headers = new Headers({ 'content-type': 'application/json', 'cache-control': 'no-store', 'x-agentgate-decision-id': decisionId });
-  const error = CHALLENGE[decision.outcome] ?? (status === 400 ? 'invalid_request' : 'insufficient_scope');
+  const error = CHALLENGE[decision.outcome] ?? (status === 400 ? 'invalid_request' : status === 403 ? 'insufficient_scope' : decision.outcome);
+  if (retryAfter(status) !== null) headers.set('retry-after', String(retryAfter(status)));
   if (status === 401) {
     headers.set('www-authenticate', `DPoP error=${quoted(error)}, error_description=${quoted(decision.reason)}, algs="ES256"`);
     if (decision.dpop_nonce) headers.set('dpop-nonce', decision.dpop_nonce);
@@ -167,7 +178,7 @@ export function createGate({ verifier, routes = ROUTES, upstream, upstreamFetch 
       };
       let decision;
       try {
-        decision = verifier.check(checkRequest);
+        decision = await verifier.checkAsync(checkRequest);
       } catch (e) {
         if (!(e instanceof RequestError)) throw e;
         log({ ...record, status: 400, outcome: 'invalid_request' });
@@ -207,7 +218,8 @@ export function createGate({ verifier, routes = ROUTES, upstream, upstreamFetch 
   };
 }
 
-// One gate per env object (an isolate keeps it for every request); its replay store lives as long.
+// One gate per env object (an isolate keeps it for every request); its default state store lives
+// as long.
 const gates = new WeakMap();
 
 async function gateFor(env) {
@@ -219,7 +231,7 @@ async function gateFor(env) {
         (await createVerifier(env.AGENTGATE_CONFIG, {
           world: env.AGENTGATE_WORLD ?? 'gate',
           component: env.AGENTGATE_COMPONENT,
-          replay: new MemoryReplayStore(),
+          state: env.AGENTGATE_STATE ?? new MemoryState(),
           warmUp: true,
         }));
       return createGate({ verifier, upstream: env.UPSTREAM, upstreamFetch: env.UPSTREAM_FETCH, log: env.AGENTGATE_LOG });

@@ -7,8 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import worker, { createGate, quoted } from './edge-worker.mjs';
-import { createVerifier } from './host.mjs';
+import worker, { createGate, quoted, retryAfter, statusFor } from './edge-worker.mjs';
+import { createVerifier, MemoryState } from './host.mjs';
 import { mintProof, readJwk } from './mint.mjs';
 import { buildDir, resolvedConfig as config } from './vectors.mjs';
 
@@ -238,6 +238,76 @@ describe('edge worker with DPoP server nonces', () => {
   });
 });
 
+describe('edge worker and the state store', () => {
+  const path = '/mailboxes/alice/messages';
+  const freshCall = (token = mintToken()) => call(path, { token, proof: mintProofCli({ token, uri: `${ORIGIN}${path}` }) });
+  async function gateWith(state) {
+    const upstream = stubUpstream();
+    const verifier = await createVerifier(config('policies/mail/agentgate.toml'), { world: 'gate', component: buildDir, state });
+    return { upstream, gate: createGate({ verifier, upstream: 'https://mail-backend.internal', upstreamFetch: upstream.fetch, log: () => {} }) };
+  }
+
+  test('a store that cannot answer: 503 with Retry-After: 1, and the upstream is never called', async () => {
+    const down = () => ({ tag: 'unavailable', val: 'the store did not answer within 50 ms' });
+    const { upstream, gate } = await gateWith({ rememberProof: down, checkRevoked: down, statusList: down });
+    const response = await gate.fetch(freshCall());
+    assert.equal(response.status, 503);
+    assert.equal(response.headers.get('retry-after'), '1');
+    assert.equal(response.headers.get('www-authenticate'), null);
+    const body = await response.json();
+    assert.equal(body.outcome, 'unavailable');
+    assert.equal(body.error, 'unavailable');
+    assert.match(body.error_description, /could not be consulted: the store did not answer within 50 ms/);
+    assert.equal(upstream.calls.length, 0);
+  });
+
+  test('a per-key bound of one: the second proof of the key is 429 with Retry-After: 1', async () => {
+    const { upstream, gate } = await gateWith(new MemoryState({ perKey: 1 }));
+    assert.equal((await gate.fetch(freshCall())).status, 200);
+    const second = await gate.fetch(freshCall());
+    assert.equal(second.status, 429);
+    assert.equal(second.headers.get('retry-after'), '1');
+    assert.equal((await second.json()).outcome, 'rate_limited');
+    assert.equal(upstream.calls.length, 1);
+  });
+
+  test('a store that answers with Promises (as a Durable Object): one proof sent twice at once is forwarded once', async () => {
+    const memory = new MemoryState();
+    const later = (answer) => new Promise((resolve) => setTimeout(() => resolve(answer()), 2));
+    const durable = {
+      rememberProof: (proof) => later(() => memory.rememberProof(proof)),
+      checkRevoked: (ids, now) => later(() => memory.checkRevoked(ids, now)),
+      statusList: (uri, digest) => later(() => memory.statusList(uri, digest)),
+    };
+    const { upstream, gate } = await gateWith(durable);
+    const token = mintToken();
+    const proof = mintProofCli({ token, uri: `${ORIGIN}${path}` });
+    const answers = await Promise.all([gate.fetch(call(path, { token, proof })), gate.fetch(call(path, { token, proof }))]);
+    assert.deepEqual(answers.map((r) => r.status).sort(), [200, 401]);
+    assert.equal(upstream.calls.length, 1);
+    assert.equal(memory.size, 1);
+    memory.revoked.add('["agent","spiffe://agents.example/mail-assistant"]');
+    const revoked = await gate.fetch(freshCall(token));
+    assert.equal(revoked.status, 401);
+    assert.equal((await revoked.json()).outcome, 'revoked');
+    assert.equal(memory.size, 1, 'a revoked call never reaches the proof store');
+  });
+
+  test('AGENTGATE_STATE reaches the default export', async () => {
+    const upstream = stubUpstream();
+    const env = {
+      UPSTREAM: 'https://mail-backend.internal',
+      UPSTREAM_FETCH: upstream.fetch,
+      AGENTGATE_CONFIG: config('policies/mail/agentgate.toml'),
+      AGENTGATE_COMPONENT: buildDir,
+      AGENTGATE_STATE: new MemoryState({ perKey: 1 }),
+      AGENTGATE_LOG: () => {},
+    };
+    assert.equal((await worker.fetch(freshCall(), env)).status, 200);
+    assert.equal((await worker.fetch(freshCall(), env)).status, 429);
+  });
+});
+
 describe('edge worker with a required workload identity', () => {
   test('the Workload-Identity-Token header is checked', async () => {
     const upstream = stubUpstream();
@@ -259,4 +329,25 @@ describe('edge worker with a required workload identity', () => {
 test('error descriptions are safe quoted-strings', () => {
   assert.equal(quoted('a "b" \\ c'), '"a \\"b\\" \\\\ c"');
   assert.equal(quoted('naïve\r\nx'), '"na?ve??x"');
+});
+
+test('statuses and Retry-After mirror guest/src/http_answer.rs (standard dialect)', () => {
+  const expected = {
+    allowed: 200,
+    invalid_token: 401,
+    invalid_dpop_proof: 401,
+    use_dpop_nonce: 401,
+    revoked: 401,
+    replayed: 401,
+    invalid_request: 400,
+    rate_limited: 429,
+    unavailable: 503,
+    policy_denied: 403,
+    engine_error: 403,
+    something_new: 403,
+  };
+  for (const [outcome, status] of Object.entries(expected)) assert.equal(statusFor(outcome), status, outcome);
+  assert.equal(retryAfter(429), 1);
+  assert.equal(retryAfter(503), 1);
+  for (const status of [200, 400, 401, 403]) assert.equal(retryAfter(status), null);
 });

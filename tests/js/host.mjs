@@ -3,8 +3,10 @@
 // The same component the wasmtime host embeds (`agentgate component --out FILE`), transpiled by
 // `jco transpile --instantiation async` (see prepare.mjs), runs here unchanged. This file maps the
 // request and decision JSON of `agentgate check` (host/src/wire.rs) to and from the WIT records,
-// and provides the two host imports: `replay` (an in-memory store with expiry, as
-// host/src/replay.rs) and, for the `gate-accelerated` world, `crypto` (ES256 with node:crypto).
+// and provides the two host imports: `state` (proof uses, revocation lookups, status lists;
+// MemoryState keeps them in memory as the Rust `ProofMemory` does) and, for the `gate-accelerated`
+// world, `crypto` (ES256 with node:crypto). A store that answers with Promises (a Durable Object,
+// KV, Redis over fetch) works through `checkAsync`.
 //
 //   import { createVerifier } from './host.mjs';
 //   const verifier = await createVerifier(JSON.parse(resolvedConfigJson), { world: 'gate' });
@@ -159,41 +161,93 @@ export function toWitConfig(config) {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * The `replay` import: remembers single-use keys (DPoP proof ids, hashed by the component) until
- * they expire. Semantics of host/src/replay.rs: `remember` is true for a key not live yet; a full
- * store answers "seen" (fails closed) rather than grow without bound.
- *
- * The component may evaluate at an injected time (`now` in a request, the vectors' pinned clock):
- * a key is kept at least as long as it says, measured from the earlier of the wall clock and
- * `expiresAt - 1`, so a pinned past clock cannot make a fresh key look expired.
+ * The canonical revocation id for its parts, as `RevocationId::canonical`: their compact JSON,
+ * e.g. `canonicalId(['agent', 'spiffe://agents.example/mail-assistant'])`.
  */
-export class MemoryReplayStore {
-  constructor({ capacity = 1_000_000, clock = () => Math.floor(Date.now() / 1000) } = {}) {
+export const canonicalId = (parts) => JSON.stringify(parts.map(String));
+
+/**
+ * The `state` import in memory: the semantics of the Rust `ProofMemory`
+ * (guest/src/state/proof_memory.rs), for one process or one isolate.
+ *
+ * - `rememberProof`: a proof use is `fresh` once, then `replayed` while its window lasts. The
+ *   window is relative (`ttlSecs` from now, on a monotonic clock): a pinned `now`, as in the
+ *   vectors, or a wall-clock jump cannot expire an entry early.
+ * - One proof key holds at most `perKey` live proofs (`key-limit`): one caller cannot fill the
+ *   store for everyone. A store holding `capacity` live proofs answers `unavailable`, never
+ *   `replayed`: a full store fails closed and says so.
+ * - `checkRevoked`: `revoked(i)` for the first of the call's canonical ids in `revoked` (a Set of
+ *   canonical id strings; arrays of parts are accepted), else `clear`. The component applies its
+ *   own list (`create`, `setRevocations`) as well.
+ * - `statusList`: `current(token)` for a `uri` in `statusLists`, else `unavailable`.
+ *
+ * One map, no shards: JavaScript runs one call at a time.
+ */
+export class MemoryState {
+  constructor({ capacity = 1_000_000, perKey = 10_000, revoked = [], statusLists = {}, clock = () => performance.now() } = {}) {
     this.capacity = capacity;
-    this.clock = clock;
-    this.keys = new Map();
+    this.perKey = perKey;
+    this.revoked = new Set([...revoked].map((id) => (Array.isArray(id) ? canonicalId(id) : id)));
+    this.statusLists = new Map(statusLists instanceof Map ? statusLists : Object.entries(statusLists));
+    this.clock = clock; // milliseconds, monotonic
+    this.keys = new Map(); // key thumbprint → (jti hash → end of its window, ms)
+    this.entries = 0; // held in `keys`, expired ones included until swept
   }
 
+  /** Proofs held (expired ones included until swept). */
   get size() {
-    return this.keys.size;
+    return this.entries;
   }
 
-  /** `remember` at an explicit time (unix seconds). */
-  rememberAt(key, expiresAt, now) {
-    const until = this.keys.get(key);
-    if (until !== undefined && until > now) return false;
-    if (until === undefined && this.keys.size >= this.capacity) {
-      for (const [k, u] of this.keys) if (u <= now) this.keys.delete(k);
-      if (this.keys.size >= this.capacity) return false;
+  rememberProof({ keyThumbprint, jtiHash, ttlSecs }) {
+    const now = this.clock();
+    const proofs = this.keys.get(keyThumbprint);
+    if (proofs !== undefined) {
+      if (proofs.get(jtiHash) > now) return { tag: 'replayed' };
+      if (proofs.size >= this.perKey) this.entries -= dropExpired(proofs, now);
+      if (proofs.size >= this.perKey) return { tag: 'key-limit', val: this.perKey };
     }
-    this.keys.set(key, expiresAt);
-    return true;
+    if (this.entries >= this.capacity) {
+      this.sweep(now);
+      if (this.entries >= this.capacity) return { tag: 'unavailable', val: `the in-memory replay store is full (${this.capacity} live proofs)` };
+    }
+    let held = this.keys.get(keyThumbprint); // the sweep may have dropped it
+    if (held === undefined) this.keys.set(keyThumbprint, (held = new Map()));
+    if (!held.has(jtiHash)) this.entries += 1;
+    held.set(jtiHash, now + Math.max(1, ttlSecs) * 1000);
+    return { tag: 'fresh' };
   }
 
-  remember(key, expiresAt) {
-    const expires = Number(expiresAt); // u64 arrives as a bigint; unix seconds fit a double exactly
-    return this.rememberAt(key, expires, Math.min(this.clock(), expires - 1));
+  checkRevoked(ids, _now) {
+    const index = ids.findIndex((id) => this.revoked.has(id));
+    return index < 0 ? { tag: 'clear' } : { tag: 'revoked', val: index };
   }
+
+  statusList(uri, _knownDigest) {
+    // Always the token itself: the component compares it with the one it holds.
+    const token = this.statusLists.get(uri);
+    return token === undefined ? { tag: 'unavailable', val: `no status list for \`${uri}\`` } : { tag: 'current', val: token };
+  }
+
+  /** Drops every expired entry. */
+  sweep(now = this.clock()) {
+    for (const [key, proofs] of this.keys) {
+      this.entries -= dropExpired(proofs, now);
+      if (proofs.size === 0) this.keys.delete(key);
+    }
+  }
+}
+
+/** Deletes the expired entries of one key; returns how many. */
+function dropExpired(proofs, now) {
+  let dropped = 0;
+  for (const [jti, until] of proofs) {
+    if (until <= now) {
+      proofs.delete(jti);
+      dropped += 1;
+    }
+  }
+  return dropped;
 }
 
 // SubjectPublicKeyInfo DER prefix for an uncompressed P-256 point (id-ecPublicKey, prime256v1).
@@ -273,7 +327,7 @@ export async function defaultWasi() {
 /**
  * A transpiled component: jco's `instantiate` plus its compiled core modules. Compiling the
  * ~5 MB core module is the expensive step; it happens once per component, and every verifier gets
- * its own instance (its own memory and replay store) from the compiled modules.
+ * its own instance (its own memory and state store) from the compiled modules.
  *
  * `source` is either a directory URL/path holding `<world>/<world>.js` and its `.wasm` files
  * (prepare.mjs's layout; read with node:fs), or `{ instantiate, getCoreModule }` from a bundler
@@ -312,6 +366,15 @@ function cachedComponent(world, build) {
   return component;
 }
 
+const isThenable = (v) => v !== null && typeof v === 'object' && typeof v.then === 'function';
+
+/** What `checkAsync` assumes while a store's answer is pending: the common answers. */
+const PROVISIONAL = Object.freeze({
+  rememberProof: Object.freeze({ tag: 'fresh' }),
+  checkRevoked: Object.freeze({ tag: 'clear' }),
+  statusList: Object.freeze({ tag: 'unavailable', val: 'the status list is being fetched' }),
+});
+
 /** True for the error jco throws for a WIT `result` error: a ComponentError carrying `payload`. */
 const isWitError = (e) => e !== null && typeof e === 'object' && 'payload' in e;
 
@@ -335,8 +398,10 @@ async function instantiate(component, imports) {
  *           revocations.
  * options   world      'gate' (portable, default) or 'gate-accelerated' (default when `crypto`
  *                      is given): where ES256 runs.
- *           replay     the `replay` import ({ remember(key, expiresAt) → bool }); default a fresh
- *                      MemoryReplayStore. Share one store between verifiers of a deployment.
+ *           state      the `state` import ({ rememberProof, checkRevoked, statusList }, answers as
+ *                      jco variants: `{ tag: 'fresh' }`, `{ tag: 'key-limit', val: 10 }`, ...);
+ *                      default a fresh MemoryState. Share one store between the verifiers of a
+ *                      deployment. Its methods may return Promises: then call `checkAsync`.
  *           crypto     the `crypto` import ({ verifyEs256 }); default node:crypto for the
  *                      accelerated world.
  *           component  a loaded component (loadComponent) or a build directory.
@@ -347,6 +412,8 @@ async function instantiate(component, imports) {
  *                      `verifier.preloaded()` as is; `config` is ignored and may be null.
  *
  * check(request) takes a request document (object or JSON text) and returns the decision JSON.
+ * checkAsync(request) returns a Promise of the same decision and accepts a store that answers
+ * with Promises (see `checkAsync` below).
  * A trap inside the component is an `engine_error` denial, and the instance is replaced (with
  * the last revocation list re-applied) before the next call, as in the wasmtime host.
  */
@@ -356,7 +423,8 @@ export async function createVerifier(config, options = {}) {
     ? options.component
     : await cachedComponent(world, options.component ?? DEFAULT_BUILD_DIR);
   if (component.world !== world) throw new TypeError(`component is \`${component.world}\`, not \`${world}\``);
-  const replay = options.replay ?? new MemoryReplayStore();
+  if (options.replay !== undefined) throw new TypeError('the `replay` import is gone in agentgate:verifier@0.2.0: pass `state` (see MemoryState)');
+  const state = options.state ?? new MemoryState();
   const crypto = world === 'gate-accelerated' ? (options.crypto && options.crypto.verifyEs256 ? options.crypto : await nodeCrypto()) : undefined;
   const wasi = options.wasi ?? (await defaultWasi());
   const bundled = options.bundled === true;
@@ -365,13 +433,46 @@ export async function createVerifier(config, options = {}) {
 
   const imports = {
     ...wasi,
-    'agentgate:verifier/replay': { remember: (key, expiresAt) => replay.remember(key, expiresAt) },
+    'agentgate:verifier/state': {
+      rememberProof: (proof) => ask('rememberProof', [proof]),
+      checkRevoked: (ids, now) => ask('checkRevoked', [ids, now]),
+      statusList: (uri, knownDigest) => ask('statusList', [uri, knownDigest]),
+    },
     'agentgate:verifier/types': {},
   };
   if (crypto) imports['agentgate:verifier/crypto'] = { verifyEs256: (k, m, s) => crypto.verifyEs256(k, m, s) };
 
   let live = null; // { root, verifier }
   let revocations = null;
+  let session = null; // during checkAsync: { known, pending } (see there)
+
+  // The `state` import. A plain `check` needs answers now: a store that returns a Promise there
+  // gets `unavailable` (fail closed). Under `checkAsync`, a pending answer is replaced by a
+  // provisional one and settled after the call.
+  function ask(method, args) {
+    if (session === null) {
+      const answer = state[method](...args);
+      if (!isThenable(answer)) return answer;
+      answer.then(undefined, () => {});
+      return { tag: 'unavailable', val: 'the state store answers asynchronously: call checkAsync' };
+    }
+    const key = `${method} ${JSON.stringify(args, (_, v) => (typeof v === 'bigint' ? String(v) : v))}`;
+    if (session.known.has(key)) return session.known.get(key);
+    const provisional = PROVISIONAL[method];
+    // After a pending question, later ones wait: the engine asked them on a provisional answer.
+    if (session.pending.length > 0) {
+      session.pending.push({ key, method, args, provisional });
+      return provisional;
+    }
+    const answer = state[method](...args);
+    if (!isThenable(answer)) {
+      session.known.set(key, answer);
+      return answer;
+    }
+    answer.then(undefined, () => {});
+    session.pending.push({ key, answer, provisional });
+    return provisional;
+  }
 
   const start = async () => {
     const root = await instantiate(component, imports);
@@ -403,25 +504,74 @@ export async function createVerifier(config, options = {}) {
   live = await start();
   let restarting = null;
 
+  // One decision on the live instance.
+  function decide(witRequest) {
+    if (live === null) {
+      if (restarting === null) discard(); // the last restart failed: try again
+      return engineErrorDecision('the decision component is being restarted after a failure');
+    }
+    try {
+      return toDecisionJson(live.verifier.check(witRequest));
+    } catch (e) {
+      // The instance may be in any state after a trap: never reuse it.
+      discard();
+      return engineErrorDecision(`the decision component trapped: ${e?.message ?? e}`);
+    }
+  }
+
   const api = {
     world,
-    replay,
+    state,
     /** Decides one call; returns the decision JSON. Throws RequestError for a malformed document. */
     check(request, { now } = {}) {
-      const witRequest = toCheckRequest(request, now);
-      if (live === null) {
-        if (restarting === null) discard(); // the last restart failed: try again
-        return engineErrorDecision('the decision component is being restarted after a failure');
-      }
-      try {
-        return toDecisionJson(live.verifier.check(witRequest));
-      } catch (e) {
-        // The instance may be in any state after a trap: never reuse it.
-        discard();
-        return engineErrorDecision(`the decision component trapped: ${e?.message ?? e}`);
-      }
+      return decide(toCheckRequest(request, now));
     },
-    /** Replaces the revocation list (object or JSON text); returns the entries in force. */
+    /**
+     * Decides one call with a state store whose answers may be Promises (a Worker's Durable
+     * Object or KV, Redis over fetch); returns a Promise of the decision JSON.
+     *
+     * The component calls `state` synchronously, so the call runs with provisional answers for
+     * the questions still pending (`fresh`, `clear`, `unavailable`). The real answers are then
+     * awaited in the order the component asked. If each equals its provisional answer, that
+     * decision stands; at the first that differs, later questions are dropped unasked and the
+     * call runs again with the answers known so far. `now` is pinned, so every run asks the same
+     * questions. A fresh proof with no revocation costs one run plus the store's round trips.
+     * A rejected Promise is `unavailable`.
+     */
+    async checkAsync(request, { now } = {}) {
+      const witRequest = toCheckRequest(request, now);
+      witRequest.now ??= BigInt(Math.floor(Date.now() / 1000));
+      const known = new Map();
+      for (let run = 0; run < 8; run++) {
+        const pending = [];
+        session = { known, pending };
+        let decision;
+        try {
+          decision = decide(witRequest);
+        } finally {
+          session = null;
+        }
+        if (pending.length === 0 || decision.outcome === 'engine_error') return decision;
+        let settled = true;
+        for (const q of pending) {
+          let answer;
+          try {
+            answer = await (q.answer ?? state[q.method](...q.args));
+          } catch (e) {
+            answer = { tag: 'unavailable', val: `the state store failed: ${e?.message ?? e}` };
+          }
+          known.set(q.key, answer);
+          if (answer?.tag !== q.provisional.tag || answer.val !== q.provisional.val) {
+            settled = false;
+            break;
+          }
+        }
+        if (settled) return decision;
+      }
+      // Each run settles one more answer and a call asks at most three questions.
+      return engineErrorDecision('the state store answers did not settle');
+    },
+    /** Replaces the component's own revocation list (object or JSON text); returns the entries in force. */
     setRevocations(list) {
       const json = typeof list === 'string' ? list : JSON.stringify(list);
       if (live === null) throw new Error('the decision component is being restarted after a failure');

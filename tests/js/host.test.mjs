@@ -1,4 +1,4 @@
-// The JavaScript host itself: request/decision mapping, the replay store, the node:crypto ES256
+// The JavaScript host itself: request/decision mapping, the state store, the node:crypto ES256
 // import, configuration errors, revocation updates, `preload`, and fail-closed behaviour when the
 // host's own import fails. Run prepare.mjs first.
 
@@ -12,7 +12,8 @@ import {
   ConfigError,
   createVerifier,
   loadComponent,
-  MemoryReplayStore,
+  canonicalId,
+  MemoryState,
   nodeCrypto,
   RequestError,
   toCheckRequest,
@@ -109,26 +110,75 @@ describe('request and decision mapping (host/src/wire.rs)', () => {
   });
 });
 
-describe('replay store (host/src/replay.rs)', () => {
-  test('a second use is a replay until expiry', () => {
-    const store = new MemoryReplayStore();
-    assert.ok(store.rememberAt('a', 110, 100));
-    assert.ok(!store.rememberAt('a', 110, 105));
-    assert.ok(store.rememberAt('a', 200, 110), 'expired keys may be used again');
-    assert.ok(store.rememberAt('b', 110, 100));
+describe('state store (guest/src/state/proof_memory.rs)', () => {
+  const use = (key, jti, ttl = 60) => ({ keyThumbprint: key, jtiHash: jti, ttlSecs: ttl });
+  const fakeClock = () => {
+    const clock = () => clock.ms;
+    clock.ms = 1_000;
+    return clock;
+  };
+
+  test('a second use is a replay until its window ends', () => {
+    const clock = fakeClock();
+    const store = new MemoryState({ clock });
+    assert.deepEqual(store.rememberProof(use('k', 'a', 10)), { tag: 'fresh' });
+    clock.ms += 5_000;
+    assert.deepEqual(store.rememberProof(use('k', 'a', 10)), { tag: 'replayed' });
+    assert.deepEqual(store.rememberProof(use('other-key', 'a', 10)), { tag: 'fresh' }, 'ids are per key');
+    clock.ms += 6_000;
+    assert.deepEqual(store.rememberProof(use('k', 'a', 10)), { tag: 'fresh' }, 'an expired id may be used again');
+    assert.equal(store.size, 2);
   });
 
-  test('a full store fails closed', () => {
-    const store = new MemoryReplayStore({ capacity: 16 });
-    const accepted = Array.from({ length: 100 }, (_, i) => store.rememberAt(`k${i}`, 1000, 100)).filter(Boolean).length;
-    assert.equal(accepted, 16);
-    assert.ok(store.rememberAt('late', 2000, 1000), 'expired keys are swept to make room');
+  test('lifetimes are relative: a ttl of 0 still holds the proof for a second', () => {
+    const clock = fakeClock();
+    const store = new MemoryState({ clock });
+    assert.deepEqual(store.rememberProof(use('k', 'a', 0)), { tag: 'fresh' });
+    clock.ms += 999;
+    assert.deepEqual(store.rememberProof(use('k', 'a', 0)), { tag: 'replayed' });
+    clock.ms += 1;
+    assert.deepEqual(store.rememberProof(use('k', 'a', 0)), { tag: 'fresh' });
   });
 
-  test('an injected past clock keeps a key as long as it says', () => {
-    const store = new MemoryReplayStore({ clock: () => 2_000_000_000 });
-    assert.ok(store.remember('k', 1767225660n), 'first use, although the wall clock is past its expiry');
-    assert.ok(!store.remember('k', 1767225660n), 'second use is a replay');
+  test('one key cannot fill the store for everyone: key-limit', () => {
+    const clock = fakeClock();
+    const store = new MemoryState({ capacity: 1000, perKey: 50, clock });
+    const flood = Array.from({ length: 100 }, (_, i) => store.rememberProof(use('mallory', `j${i}`)));
+    assert.equal(flood.filter((a) => a.tag === 'fresh').length, 50);
+    assert.deepEqual(flood.at(-1), { tag: 'key-limit', val: 50 });
+    assert.deepEqual(store.rememberProof(use('alice', 'j0')), { tag: 'fresh' }, 'other keys are untouched');
+    clock.ms += 61_000;
+    assert.deepEqual(store.rememberProof(use('mallory', 'late')), { tag: 'fresh' }, 'once its proofs expire, the key may go on');
+    assert.equal(store.size, 2, 'the expired proofs were dropped');
+  });
+
+  test('a full store is unavailable, never replayed', () => {
+    const clock = fakeClock();
+    const store = new MemoryState({ capacity: 16, perKey: 1, clock });
+    const answers = Array.from({ length: 200 }, (_, i) => store.rememberProof(use(`key${i}`, 'j')));
+    assert.equal(answers.filter((a) => a.tag === 'fresh').length, 16);
+    assert.deepEqual(answers.at(-1), { tag: 'unavailable', val: 'the in-memory replay store is full (16 live proofs)' });
+    assert.ok(!answers.some((a) => a.tag === 'replayed'));
+    assert.equal(store.size, 16);
+    clock.ms += 61_000;
+    assert.deepEqual(store.rememberProof(use('newcomer', 'j')), { tag: 'fresh' }, 'room again once entries expire');
+    assert.equal(store.size, 1, 'the expired proofs were swept');
+  });
+
+  test('revocations: clear by default; else the index of the first listed id', () => {
+    const ids = [canonicalId(['jti', 't1']), canonicalId(['agent', AGENT]), canonicalId(['issuer-kid', 'https://as', 'k1'])];
+    assert.equal(ids[1], '["agent","spiffe://agents.example/mail-assistant"]');
+    assert.deepEqual(new MemoryState().checkRevoked(ids, 0n), { tag: 'clear' });
+    const store = new MemoryState({ revoked: [['issuer-kid', 'https://as', 'k1'], '["agent","spiffe://agents.example/mail-assistant"]'] });
+    assert.deepEqual(store.checkRevoked(ids, 0n), { tag: 'revoked', val: 1 });
+    store.revoked.delete(ids[1]);
+    assert.deepEqual(store.checkRevoked(ids, 0n), { tag: 'revoked', val: 2 });
+  });
+
+  test('status lists: unavailable unless configured', () => {
+    const store = new MemoryState({ statusLists: { 'https://as/status/1': 'a.b.c' } });
+    assert.equal(store.statusList('https://as/status/2', undefined).tag, 'unavailable');
+    assert.deepEqual(store.statusList('https://as/status/1', 'digest'), { tag: 'current', val: 'a.b.c' });
   });
 });
 
@@ -197,14 +247,50 @@ describe('verifier lifecycle', () => {
     assert.equal(verifier.check(call).outcome, 'revoked');
   });
 
-  test('a replay store shared by two verifiers sees a proof once', async () => {
-    const replay = new MemoryReplayStore();
-    const a = await createVerifier(mailConfig, { component: buildDir, replay });
-    const b = await createVerifier(mailConfig, { component: buildDir, world: 'gate-accelerated', replay });
+  test('a state store shared by two verifiers sees a proof once', async () => {
+    const state = new MemoryState();
+    const a = await createVerifier(mailConfig, { component: buildDir, state });
+    const b = await createVerifier(mailConfig, { component: buildDir, world: 'gate-accelerated', state });
     const call = boundCall();
     assert.equal(a.check(call).outcome, 'allowed');
-    assert.equal(b.check(call).outcome, 'replayed');
-    assert.equal(replay.size, 1);
+    const again = b.check(call);
+    assert.equal(again.outcome, 'replayed');
+    assert.equal(again.reason, 'DPoP proof `jti` was already used');
+    assert.equal(state.size, 1);
+  });
+
+  test('a per-key bound of one: the key\'s second proof is rate_limited, other keys go on', async () => {
+    const state = new MemoryState({ perKey: 1 });
+    const verifier = await createVerifier(mailConfig, { component: buildDir, state });
+    assert.equal(verifier.check(boundCall()).outcome, 'allowed');
+    const second = verifier.check(boundCall());
+    assert.equal(second.decision, 'deny');
+    assert.equal(second.outcome, 'rate_limited');
+    assert.match(second.reason, /already has 1 live proofs, the most one key may have/);
+  });
+
+  test('a store that cannot answer fails the call closed: unavailable', async () => {
+    const down = { tag: 'unavailable', val: 'the store did not answer within 50 ms' };
+    const state = { rememberProof: () => down, checkRevoked: () => down, statusList: () => down };
+    const verifier = await createVerifier(mailConfig, { component: buildDir, state });
+    const d = verifier.check(boundCall());
+    assert.equal(d.decision, 'deny');
+    assert.equal(d.outcome, 'unavailable');
+    assert.match(d.reason, /could not be consulted: the store did not answer within 50 ms/);
+  });
+
+  test('the host\'s revocation list: a canonical id revokes; the component\'s own list still applies', async () => {
+    const state = new MemoryState({ revoked: [['agent', AGENT]] });
+    const verifier = await createVerifier(mailConfig, { component: buildDir, state });
+    assert.equal(verifier.check(boundCall()).outcome, 'revoked');
+    state.revoked.clear();
+    assert.equal(verifier.check(boundCall()).outcome, 'allowed');
+    verifier.setRevocations({ agents: [AGENT] });
+    assert.equal(verifier.check(boundCall()).outcome, 'revoked');
+  });
+
+  test('the 0.1.0 `replay` option is refused, not ignored', async () => {
+    await assert.rejects(createVerifier(mailConfig, { component: buildDir, replay: {} }), TypeError);
   });
 
   test('set-revocations applies at once; a broken list keeps the previous one', async () => {

@@ -94,7 +94,7 @@ function main() {
     const bytes = readFileSync(file);
 
     // 2. Transpile: ES module + core wasm; `--instantiation async` so every verifier gets its own
-    //    instance with its own imports (replay store, crypto), from modules compiled once.
+    //    instance with its own imports (state store, crypto), from modules compiled once.
     const t0 = process.hrtime.bigint();
     run(process.execPath, [jcoBin, 'transpile', file, '--name', world, '--out-dir', join(out, world), '--instantiation', 'async', '--quiet']);
     const transpileMs = ms(t0);

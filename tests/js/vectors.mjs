@@ -1,14 +1,17 @@
 // The shared conformance vectors (tests/vectors/*.json) for the JavaScript tests: where they are,
 // the configurations prepare.mjs resolved for them, how a decision is compared with an
-// expectation (tests/support/mod.rs `mismatch`), and how a vector runs on one verifier.
+// expectation (tests/support/mod.rs `mismatch`), how a vector runs on one verifier with its
+// `host_state`, and a state store behind a (simulated) network, for `checkAsync`.
 //
 // Env: AGENTGATE_VECTORS   vector directory (default ../vectors)
 //      AGENTGATE_JS_BUILD  prepare.mjs's output (default build)
 //      AGENTGATE_CONFIGS   resolved configs: a directory with index.json (default $AGENTGATE_JS_BUILD/configs)
 
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { MemoryState } from './host.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const vectorDir = resolve(process.env.AGENTGATE_VECTORS ?? join(here, '..', 'vectors'));
@@ -66,11 +69,60 @@ export const failingSteps = (vector, decisions) =>
     .map(([i, problem]) => `step ${i}: ${problem}`);
 
 /**
- * Runs one vector on a fresh verifier from `makeVerifier()` (own instance, own replay store),
- * applying the vector's revocation list first; returns its decisions.
+ * The `state` import a vector's host provides (tests/support/mod.rs `VectorState`): a fresh
+ * MemoryState bounded to `host_state.max_proofs_per_key` live proofs per key (default 10,000),
+ * answering `revoked(i)` for the first of a call's ids in `host_state.revoked` (canonical ids as
+ * arrays of parts), serving `host_state.status_lists` (uri → Status List Token; `unchanged` when
+ * the component already holds it), or answering every question `unavailable` with
+ * `host_state.unavailable`'s text.
  */
-export async function runVector(vector, makeVerifier) {
-  const verifier = await makeVerifier();
+export function vectorState(spec = {}) {
+  const { max_proofs_per_key: perKey, revoked = [], unavailable, status_lists: lists = {}, ...unknown } = spec ?? {};
+  if (Object.keys(unknown).length) throw new Error(`unknown \`host_state\` member(s): ${Object.keys(unknown).join(', ')}`);
+  const memory = new MemoryState({ ...(perKey == null ? {} : { perKey }), revoked });
+  const down = unavailable == null ? null : { tag: 'unavailable', val: unavailable };
+  const digest = (token) => createHash('sha256').update(token).digest('base64url');
+  return {
+    memory,
+    rememberProof: (proof) => down ?? memory.rememberProof(proof),
+    checkRevoked: (ids, now) => down ?? memory.checkRevoked(ids, now),
+    statusList(uri, knownDigest) {
+      if (down) return down;
+      const token = Object.hasOwn(lists, uri) ? lists[uri] : undefined;
+      if (token === undefined) return { tag: 'unavailable', val: `this host has no status list at \`${uri}\`` };
+      return knownDigest === digest(token) ? { tag: 'unchanged' } : { tag: 'current', val: token };
+    },
+  };
+}
+
+/**
+ * Runs one vector on a fresh verifier from `makeVerifier({ state })` (own instance, own state
+ * store from the vector's `host_state`), applying the vector's revocation list first; returns its
+ * decisions. `check` is `(verifier, request) => decision` (or a Promise of one).
+ */
+export async function runVector(vector, makeVerifier, check = (verifier, request) => verifier.check(request)) {
+  const verifier = await makeVerifier({ state: vectorState(vector.host_state) });
   if (vector.revocations != null) verifier.setRevocations(vector.revocations);
-  return vector.steps.map((step) => verifier.check(step.request));
+  const decisions = [];
+  for (const step of vector.steps) decisions.push(await check(verifier, step.request));
+  return decisions;
+}
+
+/**
+ * `store` behind a network: each answer is a Promise that settles a timer tick later, computed
+ * when it settles (as a Durable Object or Redis would). `asked` lists the questions sent; with
+ * `fail`, every answer is a rejection with that message.
+ */
+export function behindNetwork(store, { fail } = {}) {
+  const asked = [];
+  const later = (method, args) => {
+    asked.push(method);
+    return new Promise((resolve, reject) => setTimeout(() => (fail ? reject(new Error(fail)) : resolve(store[method](...args))), 1));
+  };
+  return {
+    asked,
+    rememberProof: (proof) => later('rememberProof', [proof]),
+    checkRevoked: (ids, now) => later('checkRevoked', [ids, now]),
+    statusList: (uri, digest) => later('statusList', [uri, digest]),
+  };
 }

@@ -1,7 +1,10 @@
 // The shared conformance vectors (tests/vectors/*.json) on the JavaScript host: the portable
 // component and the accelerated one (ES256 through node:crypto), both transpiled by jco. Each step
 // must match its expectation as in tests/support/mod.rs `mismatch`, and both worlds must decide
-// identically. Run `node prepare.mjs` first.
+// identically. Each vector's `host_state` sets up its `state` store (vectors.mjs `vectorState`).
+// The portable world runs every vector a second time through `checkAsync` with the same store
+// behind a simulated network (answers are Promises), and must decide identically. Run
+// `node prepare.mjs` first.
 //
 // Env: AGENTGATE_VECTORS       vector directory (default ../vectors)
 //      AGENTGATE_CONFIGS       resolved configs: a directory with index.json (default $AGENTGATE_JS_BUILD/configs)
@@ -14,7 +17,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { createVerifier, loadComponent, WORLDS } from './host.mjs';
-import { buildDir, failingSteps, readVector, resolvedConfig, runVector, vectorDir, vectorFiles } from './vectors.mjs';
+import { behindNetwork, buildDir, failingSteps, readVector, resolvedConfig, runVector, vectorDir, vectorFiles } from './vectors.mjs';
 
 const files = vectorFiles();
 
@@ -30,13 +33,25 @@ for (const world of WORLDS) {
     for (const file of files) {
       const vector = readVector(file);
       test(file, async () => {
-        const got = await runVector(vector, () => createVerifier(resolvedConfig(vector.config), { world, component }));
+        const got = await runVector(vector, (host) => createVerifier(resolvedConfig(vector.config), { world, component, ...host }));
         decisions[world][file] = got;
         assert.deepEqual(failingSteps(vector, got), [], `${file} (${vector.intent}) on ${world}`);
       });
     }
   });
 }
+
+describe('vectors on gate through checkAsync, the store answering with Promises', async () => {
+  const component = await loadComponent('gate', buildDir);
+  for (const file of files) {
+    const vector = readVector(file);
+    test(file, async () => {
+      const makeVerifier = (host) => createVerifier(resolvedConfig(vector.config), { world: 'gate', component, state: behindNetwork(host.state) });
+      const got = await runVector(vector, makeVerifier, (verifier, request) => verifier.checkAsync(request));
+      assert.deepEqual(got, decisions.gate[file], `${file}: checkAsync decided differently from check`);
+    });
+  }
+});
 
 describe('both worlds decide identically', () => {
   for (const file of files) {

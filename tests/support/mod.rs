@@ -3,12 +3,13 @@
 // PANIC SAFETY: test support; a failed expectation is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, dead_code)]
 
+pub mod redis;
 pub mod serve;
 
 use agentgate::config::{self, LoadedConfig};
 use agentgate::state::LocalState;
 use agentgate::wire::RequestJson;
-use agentgate::{Decide, Decision, Engine, Runtime, RuntimeOptions, SharedState};
+use agentgate::{Decide, Decision, Engine, Runtime, RuntimeOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,15 @@ use std::sync::Arc;
 /// The repository root (the root package's manifest directory).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>/agentgate`: the root package has no bin target, so no CARGO_BIN_EXE; the
+/// workspace test run builds host's bin next to this test's `deps/` directory.
+pub fn agentgate_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap(); // target/<profile>/deps/<test>-<hash>
+    let bin = exe.parent().unwrap().parent().unwrap().join(format!("agentgate{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run `cargo test --workspace --release`", bin.display());
+    bin
 }
 
 /// One vector file: a configuration and a sequence of calls with their expected decisions.
@@ -51,6 +61,9 @@ pub struct HostStateSpec {
     /// Every state call answers `unavailable` with this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
+    /// The Status List Tokens the host serves, by `uri`; any other `uri` is unavailable.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub status_lists: std::collections::BTreeMap<String, String>,
 }
 
 /// The `state` import a vector's host provides: a fresh proof store with the vector's bounds, the
@@ -89,8 +102,16 @@ impl agentgate::SharedState for VectorState {
             None => agentgate_engine::RevocationAnswer::Clear,
         }
     }
-    fn status_list(&self, uri: &str, _known_digest: Option<&str>) -> agentgate_engine::StatusListAnswer {
-        agentgate_engine::StatusListAnswer::Unavailable(format!("no status list for `{uri}` in this vector"))
+    fn status_list(&self, uri: &str, known_digest: Option<&str>) -> agentgate_engine::StatusListAnswer {
+        use agentgate_engine::StatusListAnswer;
+        if let Some(why) = &self.spec.unavailable {
+            return StatusListAnswer::Unavailable(why.clone());
+        }
+        match self.spec.status_lists.get(uri) {
+            Some(token) if Some(agentgate_engine::status_list::digest(token).as_str()) == known_digest => StatusListAnswer::Unchanged,
+            Some(token) => StatusListAnswer::Current(token.clone()),
+            None => StatusListAnswer::Unavailable(format!("this host has no status list at `{uri}`")),
+        }
     }
 }
 
@@ -218,8 +239,15 @@ pub fn decider_with(host: Host, config: &LoadedConfig, state: Option<&HostStateS
             } else {
                 agentgate::config::CryptoPlacement::Guest
             };
-            // A runtime per decider keeps replay stores apart between vectors.
-            let options = RuntimeOptions { crypto, wide_arithmetic: host != Host::ComponentPortable, ..RuntimeOptions::default() };
+            // A runtime per decider keeps replay stores apart between vectors. The vectors test
+            // decisions, not latency: a generous budget keeps a loaded CI machine (a cold
+            // instance building key tables while other tests run) from reading as a trap.
+            let options = RuntimeOptions {
+                crypto,
+                wide_arithmetic: host != Host::ComponentPortable,
+                call_timeout: std::time::Duration::from_secs(2),
+                ..RuntimeOptions::default()
+            };
             let rt = Runtime::new(options, Arc::new(VectorState::new(state))).unwrap();
             Box::new(rt.verifier(&config.engine).unwrap_or_else(|e| panic!("{}: {e}", config.path.display())))
         }

@@ -41,6 +41,19 @@ pub struct Deployment {
 
 impl Deployment {
     pub fn new(top: &str, server: &str) -> Self {
+        Deployment::build(Some("revoked.json"), top, server)
+    }
+
+    /// A fleet node: the standard deployment with its state in the store at `redis_url` (under
+    /// `prefix`), the revocation list there too.
+    pub fn fleet_node(redis_url: &str, prefix: &str, state_extra: &str) -> Self {
+        let server = format!(
+            "\n[server]\nexternal_origins = [\"https://mail.example.com\"]\nwatch_interval_secs = 1\n\n[state]\nbackend = \"redis\"\nurl = \"{redis_url}\"\nkey_prefix = \"{prefix}\"\nrevocation_refresh_ms = 100\nrevocation_max_staleness_ms = 1000\n{state_extra}\n"
+        );
+        Deployment::build(None, "", &server)
+    }
+
+    fn build(revocations: Option<&str>, top: &str, server: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("policies");
         std::fs::create_dir(&policies).unwrap();
@@ -50,10 +63,11 @@ impl Deployment {
         std::fs::write(dir.path().join("revoked.json"), "{}").unwrap();
         std::fs::write(dir.path().join("nonce.secret"), "agentgate-serve-test-nonce-secret-0123456789").unwrap();
         let keys = root().join("policies/keys");
+        let revocations = revocations.map(|file| format!("revocations = \"{file}\"")).unwrap_or_default();
         let toml = format!(
             r#"audiences = ["https://mail.example.com"]
 policies = "policies"
-revocations = "revoked.json"
+{revocations}
 {top}
 
 [[issuers]]

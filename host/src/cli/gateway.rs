@@ -72,7 +72,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<u8> {
             let state = match &config {
                 Some(path) => {
                     let loaded = config::load(path)?;
-                    Some(DeploymentState::open(&loaded.file.state, loaded.revocations_path.clone())? as std::sync::Arc<dyn agentgate::SharedState>)
+                    let state = DeploymentState::open(&loaded.file.state, loaded.revocations_path.clone())?;
+                    state.status_lists().configure(&loaded.engine).map_err(anyhow::Error::msg)?;
+                    Some(state as std::sync::Arc<dyn agentgate::SharedState>)
                 }
                 None => None,
             };

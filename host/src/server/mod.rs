@@ -80,6 +80,7 @@ impl Deployment {
         // not baked into the snapshot: an edit of the list neither re-snapshots nor re-parses in
         // every instance.
         let engine = agentgate_engine::EngineConfig { revocations_json: String::new(), ..config.engine.clone() };
+        state.status_lists().configure(&engine).map_err(anyhow::Error::msg)?;
         let runtime = Runtime::preinitialized(options, state, &engine)?;
         // Build one instance now: a configuration the component rejects fails here, not on the
         // first request.

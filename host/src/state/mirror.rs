@@ -64,6 +64,19 @@ impl RevocationMirror {
             if known.as_ref() == Some(&version) {
                 return Ok(());
             }
+            // A shared store whose list went back to version 0 lost it (restarted without
+            // persistence): write this node's copy back rather than lift every revocation.
+            if let (Ok(0), Some(Ok(floor))) = (version.parse::<u64>(), known.as_deref().map(str::parse::<u64>))
+                && floor > 0
+            {
+                let list = self.list.read().map(|l| Arc::clone(&l)).ok();
+                if let Some(list) = list.filter(|l| !l.is_empty()) {
+                    if backend.restore_revocations(&list, floor)? {
+                        tracing::warn!(entries = list.len(), "the store lost the revocation list (restarted empty?): restored it from this node's copy");
+                    }
+                    return Ok(());
+                }
+            }
             let (version, list) = backend.load_revocations()?;
             let entries = list.len();
             if let Ok(mut slot) = self.list.write() {

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 mod mirror;
 pub mod redis;
+pub mod status_lists;
 
 use crate::config::{BackendKind, OnUnavailable, StateSection};
 use agentgate_engine::revocation::{RevocationId, RevocationList};
@@ -94,6 +95,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn proofs_held(&self) -> Option<usize> {
         None
     }
+
+    /// Writes `list` back into a store that lost it (restarted empty), as a version above
+    /// `version_floor`, unless another node did so first. False when nothing was written.
+    fn restore_revocations(&self, _list: &RevocationList, _version_floor: u64) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// The status list at `uri` another node fetched and verified, with when it was fetched
+    /// (unix seconds). A store that shares nothing answers `None`.
+    fn shared_status_list(&self, _uri: &str) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(None)
+    }
+
+    /// Offers a verified status list (issued at `issued_at`) to the other nodes. The store keeps
+    /// it unless it holds a newer one (by `iat`), and answers with the copy it kept.
+    fn offer_status_list(&self, _uri: &str, _token: &str, _issued_at: u64, _fetched_unix: u64) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// The state of a running deployment: the engine's `SharedState` for `serve` and `gateway run`.
@@ -101,6 +120,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct DeploymentState {
     backend: Arc<dyn Backend>,
     mirror: Arc<RevocationMirror>,
+    status_lists: Arc<status_lists::StatusLists>,
     /// Local-only proof memory, used while the store is unavailable if the operator chose
     /// `on_unavailable = "local"`.
     fallback: Option<ProofMemory>,
@@ -127,9 +147,11 @@ impl DeploymentState {
         let mirror = RevocationMirror::start(Arc::clone(&backend), Duration::from_millis(section.revocation_refresh_ms), staleness, Arc::clone(&metrics));
         let fallback = (section.on_unavailable == OnUnavailable::Local).then(|| ProofMemory::new(proof_limits(section)));
         metrics.set_degraded_allowed(fallback.is_some());
+        let status_lists = status_lists::StatusLists::new(Arc::clone(&backend), section);
         Arc::new(DeploymentState {
             backend,
             mirror,
+            status_lists,
             fallback,
             metrics,
             last_degraded_log_ms: AtomicU64::new(0),
@@ -146,6 +168,11 @@ impl DeploymentState {
     /// The revocation mirror.
     pub fn mirror(&self) -> &Arc<RevocationMirror> {
         &self.mirror
+    }
+
+    /// The status lists kept for the deployment; `configure` them with each configuration.
+    pub fn status_lists(&self) -> &Arc<status_lists::StatusLists> {
+        &self.status_lists
     }
 
     /// Store metrics.
@@ -170,6 +197,7 @@ impl DeploymentState {
             "check_ms": started.elapsed().as_secs_f64() * 1000.0,
             "on_unavailable": self.section.on_unavailable.as_str(),
             "revocations": mirror,
+            "status_lists": self.status_lists.status(),
         })
     }
 
@@ -208,8 +236,8 @@ impl SharedState for DeploymentState {
         }
     }
 
-    fn status_list(&self, uri: &str, _known_digest: Option<&str>) -> StatusListAnswer {
-        StatusListAnswer::Unavailable(format!("no status list source is configured for `{}`", uri.escape_default()))
+    fn status_list(&self, uri: &str, known_digest: Option<&str>) -> StatusListAnswer {
+        self.status_lists.answer(uri, known_digest)
     }
 }
 

@@ -45,6 +45,17 @@ if removed == 1 then redis.call('INCR', KEYS[2]) end
 return removed
 ";
 
+/// Keeps the newer of two verified status lists. KEYS: the list. ARGV: token, iat, fetched,
+/// lifetime in seconds. Returns the token and fetch time kept.
+const OFFER_STATUS_LIST: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'iat', 'token', 'fetched')
+local iat, new_iat = tonumber(cur[1]), tonumber(ARGV[2])
+if iat and (iat > new_iat or (iat == new_iat and cur[2] ~= ARGV[1])) then return {cur[2], cur[3]} end
+redis.call('HSET', KEYS[1], 'iat', ARGV[2], 'token', ARGV[1], 'fetched', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return {ARGV[1], ARGV[3]}
+";
+
 /// A pooled connection, discarded after any error.
 struct Conn {
     inner: redis::Connection,
@@ -106,6 +117,9 @@ pub struct RedisBackend {
     remember: redis::Script,
     revoke: redis::Script,
     unrevoke: redis::Script,
+    offer_status_list: redis::Script,
+    /// How long a shared status list is kept without a new offer.
+    status_list_keep_secs: u64,
     /// Shown in errors and `/healthz`: the URL without credentials (it never has any).
     url: String,
 }
@@ -134,6 +148,10 @@ impl Keys {
     }
     fn revocations_version(&self) -> String {
         format!("{}revocations:version", self.prefix)
+    }
+    fn status_list(&self, uri: &str) -> String {
+        // Hashed: a URI may be long and hold anything.
+        format!("{}status-list:{}", self.prefix, crate::component::cache::hex_digest(uri.as_bytes()))
     }
 }
 
@@ -168,6 +186,8 @@ impl RedisBackend {
             remember: redis::Script::new(REMEMBER_PROOF),
             revoke: redis::Script::new(REVOKE),
             unrevoke: redis::Script::new(UNREVOKE),
+            offer_status_list: redis::Script::new(OFFER_STATUS_LIST),
+            status_list_keep_secs: section.status_list_max_age_secs,
             url,
         };
         // Fail fast on what a restart cannot fix; start anyway when the store is only down.
@@ -274,6 +294,33 @@ impl Backend for RedisBackend {
 
     fn check_health(&self) -> Result<(), StoreError> {
         self.with_conn(|conn| redis::cmd("PING").query::<String>(conn)).map(drop)
+    }
+
+    fn restore_revocations(&self, list: &RevocationList, version_floor: u64) -> Result<bool, StoreError> {
+        let now = crate::mint::now();
+        let entries: Vec<(String, String)> =
+            list.entries().map(|(id, expires)| (id.to_owned(), serde_json::json!({ "expires": expires, "at": now, "restored": true }).to_string())).collect();
+        // Every node that noticed writes its copy (idempotent: the union survives); the first to
+        // set the version makes the list current for all.
+        for chunk in entries.chunks(1000) {
+            self.with_conn(|conn| redis::cmd("HSET").arg(self.keys.revocations()).arg(chunk).query::<i64>(conn))?;
+        }
+        let set: Option<String> =
+            self.with_conn(|conn| redis::cmd("SET").arg(self.keys.revocations_version()).arg(version_floor.saturating_add(1)).arg("NX").query(conn))?;
+        Ok(set.is_some())
+    }
+
+    fn shared_status_list(&self, uri: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let (token, fetched): (Option<String>, Option<u64>) =
+            self.with_conn(|conn| redis::cmd("HMGET").arg(self.keys.status_list(uri)).arg("token").arg("fetched").query(conn))?;
+        Ok(token.zip(fetched))
+    }
+
+    fn offer_status_list(&self, uri: &str, token: &str, issued_at: u64, fetched_unix: u64) -> Result<Option<(String, u64)>, StoreError> {
+        let (kept, fetched): (String, u64) = self.with_conn(|conn| {
+            self.offer_status_list.key(self.keys.status_list(uri)).arg(token).arg(issued_at).arg(fetched_unix).arg(self.status_list_keep_secs).invoke(conn)
+        })?;
+        Ok(Some((kept, fetched)))
     }
 }
 
