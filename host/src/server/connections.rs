@@ -68,6 +68,8 @@ struct Conn {
     head_started_ms: AtomicU64,
     /// Closes the connection (eviction at the cap).
     close: Notify,
+    /// Wakes the connection's timer: a request finished or one started arriving.
+    changed: Notify,
 }
 
 /// Open connections by id.
@@ -103,6 +105,7 @@ impl Registry {
             quiet_since_ms: AtomicU64::new(self.now_ms()),
             head_started_ms: AtomicU64::new(0),
             close: Notify::new(),
+            changed: Notify::new(),
         });
         open.insert(id, Arc::clone(&conn));
         Some((id, conn))
@@ -133,6 +136,7 @@ impl Drop for InProgress {
         self.conn.quiet_since_ms.store(self.registry.now_ms(), Ordering::Relaxed);
         self.conn.head_started_ms.store(0, Ordering::Relaxed);
         self.conn.busy.fetch_sub(1, Ordering::Relaxed);
+        self.conn.changed.notify_one();
     }
 }
 
@@ -150,7 +154,9 @@ impl AsyncRead for Watched {
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before && self.conn.busy.load(Ordering::Relaxed) == 0 {
             let now = self.registry.now_ms().saturating_add(1);
-            let _ = self.conn.head_started_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            if self.conn.head_started_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+                self.conn.changed.notify_one();
+            }
         }
         polled
     }
@@ -276,6 +282,7 @@ async fn connection(
                 break;
             }
             () = conn.close.notified() => break,
+            () = conn.changed.notified() => {}
             changed = drain.changed(), if !draining => {
                 draining = true;
                 if changed.is_err() || conn.busy.load(Ordering::Relaxed) == 0 {

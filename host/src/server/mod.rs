@@ -213,7 +213,7 @@ impl AppState {
             user: decision.user.as_deref().map(field),
             chain: decision.chain.iter().take(MAX_CHAIN).map(|a| field(a)).collect(),
             action: field(&request.action),
-            resource: field(&agentgate_engine::authorizer::entity_display(&clip(&request.resource.type_name, MAX_FIELD_BYTES), &clip(&request.resource.id, MAX_FIELD_BYTES))),
+            resource: agentgate_engine::authorizer::entity_display(&field(&request.resource.type_name), &field(&request.resource.id)),
             policies: decision.policies.iter().take(MAX_CHAIN).map(|p| field(p)).collect(),
             token_id: decision.token_id.as_deref().map(field),
             key_thumbprint: decision.key_thumbprint.as_deref().map(field),
