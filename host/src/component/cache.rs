@@ -280,7 +280,7 @@ impl CacheDir {
             }
         }
         // Newest first; `current` takes one of the `keep` places.
-        artifacts.sort_by(|a, b| b.0.cmp(&a.0));
+        artifacts.sort_by_key(|a| std::cmp::Reverse(a.0));
         for (_, name) in artifacts.iter().skip(keep.saturating_sub(1)) {
             match rustix::fs::unlinkat(&self.fd, name.as_str(), AtFlags::empty()) {
                 Ok(()) => tracing::debug!("evicted the cached artifact `{}`", self.shown(name)),

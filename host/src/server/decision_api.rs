@@ -119,7 +119,7 @@ mod tests {
         Guard {
             open,
             clients: clients.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
-            secret: secret.map(|s| crate::config::Secret::for_tests(s)),
+            secret: secret.map(crate::config::Secret::for_tests),
         }
     }
 
