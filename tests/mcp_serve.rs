@@ -99,3 +99,32 @@ fn the_proxy_and_the_server_shapes_reach_the_same_rules() {
     assert_eq!(answer["decision"], false, "{answer}");
     assert_eq!(answer["context"]["policies"], json!(["files-change-in-workspace"]));
 }
+
+/// Issue 11 #1: of repeated `Mcp-Param-*` the last was authorized while an upstream may act on
+/// the first; of repeated `Mcp-Name` / `Mcp-Method` the first. Any repeat is now refused.
+#[test]
+fn repeated_mcp_headers_are_refused() {
+    let d = deployment();
+    let r = start(&d);
+    let k = keys();
+    let t = token(&k, &["files.read", "files.write"]);
+    let write = |headers: &[(&str, &str)]| {
+        let mut all = vec![("Mcp-Method", "tools/call"), ("Mcp-Name", "write_file")];
+        all.extend_from_slice(headers);
+        proxied(&r, &k, &t, &all)
+    };
+    // One argument: the guard decides as before.
+    assert_eq!(write(&[("Mcp-Param-Path", "/workspace/notes.md")]).status(), 200);
+    assert_eq!(write(&[("Mcp-Param-Path", "/etc/passwd")]).status(), 403);
+    // The path guard bypass: the upstream reads `/etc/passwd`, agentgate read the workspace path.
+    let resp = write(&[("Mcp-Param-Path", "/etc/passwd"), ("Mcp-Param-Path", "/workspace/notes.md")]);
+    assert_eq!(resp.status(), 403);
+    let body = body_json(resp);
+    assert_eq!(body["outcome"], "invalid_request");
+    assert_eq!(body["reason"], "the header `Mcp-Param-Path` appears more than once");
+    for (name, value) in [("Mcp-Name", "read_file"), ("Mcp-Method", "tools/list")] {
+        let resp = write(&[(name, value), ("Mcp-Param-Path", "/workspace/notes.md")]);
+        assert_eq!(resp.status(), 403, "{name}");
+        assert_eq!(body_json(resp)["reason"], format!("the header `{name}` appears more than once"));
+    }
+}

@@ -249,7 +249,74 @@ pub struct ServerSection {
     pub watch_interval_secs: u64,
     /// Seconds between refreshes of JWKS fetched from URLs.
     pub jwks_refresh_secs: u64,
+    /// After a watched file changes, how long (milliseconds) every watched file must stay
+    /// unchanged before the reload reads them: a file still being written is not applied.
+    pub reload_settle_ms: u64,
+    /// Who may call the decision APIs (`/access/v1/evaluation(s)`, `/v1/check`).
+    pub decision_api: DecisionApiSection,
+    /// Most items in one `/access/v1/evaluations` request (413 above).
+    pub max_batch_items: usize,
+    /// Seconds a client has to send a request's headers, from the first byte of the request (or
+    /// from the connection's start); the connection is closed after that.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in progress.
+    pub idle_timeout_secs: u64,
+    /// Seconds one request may take, body included (408 after that).
+    pub request_timeout_secs: u64,
+    /// Most connections open at once. At the cap, the connection idle (or sending headers) the
+    /// longest is closed to make room; when every connection has a request in progress, the new
+    /// one is closed.
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT; connections still open
+    /// then (idle, half-sent, or stuck) are closed.
+    pub drain_timeout_secs: u64,
 }
+
+/// `[server.decision_api]`: authentication of the decision APIs. Forward-auth keeps its own rule
+/// (`trusted_proxies`); `/healthz`, `/metrics` and the AuthZEN metadata stay open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecisionApiSection {
+    /// Turns authentication off: anyone who reaches the port may ask. Must be said explicitly.
+    pub open: bool,
+    /// Client addresses (CIDR) allowed to call; default loopback only.
+    pub allowed_clients: Vec<String>,
+    /// File holding a shared secret (at least 32 bytes); callers then send
+    /// `Authorization: Bearer <secret>` as well.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl Default for DecisionApiSection {
+    fn default() -> Self {
+        DecisionApiSection { open: false, allowed_clients: vec!["127.0.0.1/32".into(), "::1/128".into()], bearer_token_file: None }
+    }
+}
+
+/// A secret read from a file; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// A secret from a string, for tests.
+    #[doc(hidden)]
+    pub fn for_tests(secret: &str) -> Self {
+        Secret(secret.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Shortest accepted decision-API bearer secret.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 impl Default for ServerSection {
     fn default() -> Self {
@@ -265,6 +332,14 @@ impl Default for ServerSection {
             pool_size: 64,
             watch_interval_secs: 1,
             jwks_refresh_secs: 300,
+            reload_settle_ms: 500,
+            decision_api: DecisionApiSection::default(),
+            max_batch_items: 64,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            request_timeout_secs: 30,
+            max_connections: 1024,
+            drain_timeout_secs: 10,
         }
     }
 }
@@ -298,13 +373,18 @@ pub struct McpEntry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSection {
-    /// `-` for standard output, or a file to append to.
+    /// `-` for standard output, or a file to append to (reopened on SIGHUP, for log rotation).
     pub path: String,
+    /// Fail closed: while audit lines cannot be written (queue full, write errors), every
+    /// decision endpoint denies with outcome `engine_error`.
+    pub required: bool,
+    /// Lines queued for the writer; beyond that lines are dropped (and counted), never waited for.
+    pub queue_lines: usize,
 }
 
 impl Default for AuditSection {
     fn default() -> Self {
-        AuditSection { path: "-".into() }
+        AuditSection { path: "-".into(), required: false, queue_lines: 16 * 1024 }
     }
 }
 
@@ -448,6 +528,8 @@ pub struct LoadedConfig {
     pub revocations_path: Option<PathBuf>,
     /// Every file the configuration was read from (for reloads).
     pub sources: Vec<PathBuf>,
+    /// The decision APIs' bearer secret (`[server.decision_api] bearer_token_file`), if any.
+    pub decision_api_secret: Option<Secret>,
 }
 
 /// Reads `path` and every file it names; JWKS URLs are fetched with the default HTTPS client.
@@ -492,10 +574,11 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
     for issuer in &file.issuers {
         if is_url(&issuer.jwks) {
             let jwks = fetcher.fetch(&issuer.jwks).map_err(|e| ConfigError::at(path, format!("issuer `{}`: {e}", issuer.issuer)))?;
+            // `source` is only shown (messages, `/healthz`): never the URL's credentials.
             trust.issuers.push(IssuerSource {
                 issuer: issuer.issuer.clone(),
                 jwks,
-                source: issuer.jwks.clone(),
+                source: crate::jwks_fetch::redact_url(&issuer.jwks),
                 status_list: issuer.status_list,
                 status_issuer: issuer.status_issuer.clone(),
             });
@@ -521,6 +604,23 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
             Some(NonceSettings { secret: secret.trim_end().to_owned(), step_secs: n.step_secs })
         }
     };
+    let decision_api_secret = match &file.server.decision_api.bearer_token_file {
+        None => None,
+        Some(f) => {
+            let (full, secret) = read(join(dir, f))?;
+            let secret = secret.trim().to_owned();
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::at(&full, format!("the decision API bearer secret must be at least {MIN_SECRET_BYTES} bytes")));
+            }
+            if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::at(&full, "the decision API bearer secret must be visible ASCII (it travels in a header)"));
+            }
+            Some(Secret(secret))
+        }
+    };
+    for cidr in &file.server.decision_api.allowed_clients {
+        crate::server::origin::Cidr::parse(cidr).map_err(|e| ConfigError::at(path, format!("`[server.decision_api] allowed_clients`: {e}")))?;
+    }
     let settings = Settings {
         audiences: file.audiences.clone(),
         limits: file.limits.clone(),
@@ -542,7 +642,7 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
         trust_json: serde_json::to_string(&trust).map_err(|e| ConfigError(e.to_string()))?,
         revocations_json,
     };
-    Ok(LoadedConfig { path: path.to_path_buf(), file, engine, revocations_path, sources })
+    Ok(LoadedConfig { path: path.to_path_buf(), file, engine, revocations_path, sources, decision_api_secret })
 }
 
 /// `dir/rel` without `.` components, so diagnostics show clean paths.

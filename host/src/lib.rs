@@ -8,7 +8,6 @@ pub mod jwks_fetch;
 pub mod mint;
 pub mod native_crypto;
 pub mod policy_test;
-pub mod redact;
 pub mod scenario;
 pub mod state;
 pub mod validate;

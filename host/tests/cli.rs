@@ -363,3 +363,25 @@ fn component_writes_each_build_and_refuses_wide_arithmetic_for_the_accelerated_w
     assert!(text(&out.stderr).contains("`--wide-arithmetic` is for `--crypto guest`"), "{}", text(&out.stderr));
     assert!(!dir.path().join("x.wasm").exists());
 }
+
+/// Issue 11 #18: `validate` shows a JWKS URL without its user-info or query.
+#[test]
+fn validate_never_shows_credentials_of_a_jwks_url() {
+    let dir = broken_policy_dir();
+    std::fs::remove_file(dir.path().join("zz-broken.cedar")).unwrap();
+    let config = dir.path().join("agentgate.toml");
+    let jwks = format!("{}/demo-issuer.TEST-ONLY.jwks.json", repo().join("policies/keys").display());
+    let dead = "http://agentuser:s3cretpass@127.0.0.1:9/jwks?access_token=tok3nvalue";
+    let toml = std::fs::read_to_string(&config).unwrap().replace(&format!("jwks = \"{jwks}\""), &format!("jwks = \"{dead}\""));
+    assert!(toml.contains(dead));
+    std::fs::write(&config, toml).unwrap();
+    for format in ["text", "json"] {
+        let out = agentgate(&["validate", "--format", format, "--config", config.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{format}");
+        let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(shown.contains("http://127.0.0.1:9/jwks?<redacted>"), "{format}: {shown}");
+        for secret in ["agentuser", "s3cretpass", "tok3nvalue"] {
+            assert!(!shown.contains(secret), "{format} shows `{secret}`: {shown}");
+        }
+    }
+}

@@ -116,6 +116,19 @@ impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// Asks the server to stop (as SIGTERM does) and waits until `serve_on` has returned; the
+    /// time that took.
+    pub fn shutdown(mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        started.elapsed()
+    }
 }
 
 impl Drop for Running {

@@ -8,13 +8,16 @@
 
 use super::{Shared, decision_id, request_id};
 use crate::wire::{DecisionJson, RequestJson};
+use agentgate_engine::jose::json::{JsonError, parse_object};
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 /// §5.1 / §5.2: a subject or resource.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,16 +87,63 @@ fn bad_request(message: impl Into<String>) -> Response {
     (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// The body as one JSON object: UTF-8, no member name twice at any depth (the engine's strict
+/// parser: a last-wins parser would let a caller hide a member, e.g. inside `context`).
+pub fn strict_object(body: &[u8]) -> Result<Value, String> {
+    parse_object(body).map(Value::Object).map_err(|e| match e {
+        JsonError::DuplicateMember(name) => format!("the body has the member `{}` twice", name.escape_default()),
+        other => format!("the body {other}"),
+    })
+}
+
+/// The body, strictly parsed, as `T`.
+fn strict<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_value(strict_object(body)?).map_err(|e| e.to_string())
+}
+
+/// One evaluation's members: its own, else the batch's defaults (borrowed, never copied).
+#[derive(Debug, Clone, Copy, Default)]
+struct Members<'a> {
+    subject: Option<&'a Entity>,
+    action: Option<&'a Action>,
+    resource: Option<&'a Entity>,
+    context: Option<&'a Value>,
+}
+
+impl<'a> Members<'a> {
+    fn of(e: &'a Evaluation) -> Self {
+        Members { subject: e.subject.as_ref(), action: e.action.as_ref(), resource: e.resource.as_ref(), context: e.context.as_ref() }
+    }
+
+    fn over(item: &'a Evaluation, defaults: &'a Evaluation) -> Self {
+        Members {
+            subject: item.subject.as_ref().or(defaults.subject.as_ref()),
+            action: item.action.as_ref().or(defaults.action.as_ref()),
+            resource: item.resource.as_ref().or(defaults.resource.as_ref()),
+            context: item.context.as_ref().or(defaults.context.as_ref()),
+        }
+    }
+}
+
+/// Each item's members over the batch's defaults; §7.1: no items means a single evaluation of
+/// the top-level request (`single` is an empty item).
+fn members<'a>(batch: &'a Evaluations, single: &'a Evaluation) -> Vec<Members<'a>> {
+    match &batch.evaluations {
+        Some(items) if !items.is_empty() => items.iter().map(|item| Members::over(item, &batch.defaults)).collect(),
+        _ => vec![Members::over(single, &batch.defaults)],
+    }
+}
+
 /// The engine request for one evaluation.
-fn to_check_request(e: &Evaluation) -> Result<CheckRequest, String> {
-    let action = e.action.as_ref().ok_or("`action` is required")?;
-    let resource = e.resource.as_ref().ok_or("`resource` is required")?;
+fn to_check_request(e: Members<'_>) -> Result<CheckRequest, String> {
+    let action = e.action.ok_or("`action` is required")?;
+    let resource = e.resource.ok_or("`resource` is required")?;
     if action.name.is_empty() || resource.type_name.is_empty() {
         return Err("`action.name` and `resource.type` must not be empty".into());
     }
-    let context: CallContext = match &e.context {
+    let context: CallContext = match e.context {
         None => CallContext::default(),
-        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone()).map_err(|err| format!("`context`: {err}"))?,
+        Some(v @ Value::Object(_)) => CallContext::deserialize(v).map_err(|err| format!("`context`: {err}"))?,
         Some(_) => return Err("`context` must be a JSON object".into()),
     };
     // §5.2 `properties` of the resource become its Cedar attributes, unless the caller sends
@@ -182,81 +232,89 @@ fn decision_body(decision: &Decision, id: &str) -> Value {
 
 /// `POST /access/v1/evaluation`.
 pub async fn evaluation(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let evaluation: Evaluation = match serde_json::from_slice(&body) {
+    let evaluation: Evaluation = match strict(&body) {
         Ok(e) => e,
         Err(e) => return bad_request(format!("malformed evaluation request: {e}")),
     };
-    let request = match to_check_request(&evaluation) {
+    let request = match to_check_request(Members::of(&evaluation)) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
     let rid = request_id(&headers);
-    let (state2, req2) = (state.clone(), request.clone());
-    let result = tokio::task::spawn_blocking(move || state2.deployment().decide(&req2)).await;
-    let (decision, latency) = match result {
-        Ok(r) => r,
-        Err(e) => (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO),
+    let (decision, latency) = match state.audit_denial() {
+        Some(denial) => (denial, std::time::Duration::ZERO),
+        None => {
+            let (state2, req2) = (state.clone(), request.clone());
+            let result = tokio::task::spawn_blocking(move || state2.deployment().decide(&req2)).await;
+            match result {
+                Ok(r) => r,
+                Err(e) => (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO),
+            }
+        }
     };
     let decision = check_subject(evaluation.subject.as_ref(), decision);
     let id = decision_id();
-    state.record("authzen", &request, &decision, latency, &id, rid.as_deref());
+    let decision = state.record("authzen", &request, decision, latency, &id, rid.as_deref());
     axum::Json(decision_body(&decision, &id)).into_response()
 }
 
 /// `POST /access/v1/evaluations`.
 pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let batch: Evaluations = match serde_json::from_slice(&body) {
+    let batch: Evaluations = match strict(&body) {
         Ok(b) => b,
         Err(e) => return bad_request(format!("malformed evaluations request: {e}")),
     };
+    let max = state.deployment().config.file.server.max_batch_items;
+    let count = batch.evaluations.as_ref().map_or(0, Vec::len);
+    if count > max {
+        let message = format!("`evaluations` has {count} items, over the limit of {max} (`[server] max_batch_items`)");
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({ "error": message }))).into_response();
+    }
     let semantic = batch.options.as_ref().and_then(|o| o.evaluations_semantic.clone()).unwrap_or_else(|| "execute_all".into());
     if !matches!(semantic.as_str(), "execute_all" | "deny_on_first_deny" | "permit_on_first_permit") {
         return bad_request(format!("unknown `evaluations_semantic` `{}`", semantic.escape_default()));
     }
-    // §7.1: no items means a single evaluation of the top-level request.
-    let items = match &batch.evaluations {
-        Some(items) if !items.is_empty() => items.clone(),
-        _ => vec![Evaluation::default()],
-    };
-    let merged: Vec<Evaluation> = items
-        .into_iter()
-        .map(|item| Evaluation {
-            subject: item.subject.or_else(|| batch.defaults.subject.clone()),
-            action: item.action.or_else(|| batch.defaults.action.clone()),
-            resource: item.resource.or_else(|| batch.defaults.resource.clone()),
-            context: item.context.or_else(|| batch.defaults.context.clone()),
-        })
-        .collect();
+    // Items borrow the top-level defaults; the batch is shared with the decision task, not copied.
+    let batch = Arc::new(batch);
+    let single = Evaluation::default();
     // §7.2.1: a malformed item is a deny with an error, not a failed batch.
-    let prepared: Vec<Result<CheckRequest, String>> = merged.iter().map(to_check_request).collect();
+    let prepared: Vec<Result<CheckRequest, String>> = members(&batch, &single).into_iter().map(to_check_request).collect();
     let valid: Vec<CheckRequest> = prepared.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let subjects: Vec<Option<Entity>> = merged.iter().zip(&prepared).filter(|(_, p)| p.is_ok()).map(|(e, _)| e.subject.clone()).collect();
+    let valid_index: Vec<usize> = prepared.iter().enumerate().filter(|(_, p)| p.is_ok()).map(|(i, _)| i).collect();
     let rid = request_id(&headers);
     let sem = semantic.clone();
     let state2 = state.clone();
+    let batch2 = Arc::clone(&batch);
+    let audit_denial = state.audit_denial();
     // Items run in order on one instance; the semantic may stop the batch early (§7.1.2).
-    let decided = tokio::task::spawn_blocking(move || {
-        state2.deployment().decide_all(&valid, |i, d| {
-            let allowed = check_subject(subjects.get(i).and_then(Option::as_ref), d.clone()).allowed;
-            match sem.as_str() {
-                "deny_on_first_deny" => !allowed,
-                "permit_on_first_permit" => allowed,
-                _ => false,
-            }
+    let decided: Vec<(Decision, std::time::Duration)> = match audit_denial {
+        Some(denial) => valid.iter().map(|_| (denial.clone(), std::time::Duration::ZERO)).collect(),
+        None => tokio::task::spawn_blocking(move || {
+            let single = Evaluation::default();
+            let subjects: Vec<Option<&Entity>> = members(&batch2, &single).into_iter().map(|m| m.subject).collect();
+            state2.deployment().decide_all(&valid, |i, d| {
+                let subject = valid_index.get(i).and_then(|at| subjects.get(*at)).copied().flatten();
+                let allowed = check_subject(subject, d.clone()).allowed;
+                match sem.as_str() {
+                    "deny_on_first_deny" => !allowed,
+                    "permit_on_first_permit" => allowed,
+                    _ => false,
+                }
+            })
         })
-    })
-    .await
-    .unwrap_or_default();
+        .await
+        .unwrap_or_default(),
+    };
     let mut decided = decided.into_iter();
     let mut out = Vec::new();
-    for (evaluation, prepared) in merged.iter().zip(&prepared) {
+    for (evaluation, prepared) in members(&batch, &single).into_iter().zip(&prepared) {
         match prepared {
             Err(e) => out.push(json!({ "decision": false, "context": { "error": { "status": 400, "message": e } } })),
             Ok(request) => {
                 let Some((decision, latency)) = decided.next() else { break };
-                let decision = check_subject(evaluation.subject.as_ref(), decision);
+                let decision = check_subject(evaluation.subject, decision);
                 let id = decision_id();
-                state.record("authzen", request, &decision, latency, &id, rid.as_deref());
+                let decision = state.record("authzen", request, decision, latency, &id, rid.as_deref());
                 let stop = match semantic.as_str() {
                     "deny_on_first_deny" => !decision.allowed,
                     "permit_on_first_permit" => decision.allowed,
@@ -288,8 +346,12 @@ pub async fn metadata(State(state): State<Shared>) -> Response {
 
 /// `POST /v1/check`: agentgate's request JSON in, decision JSON out.
 pub async fn check(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let text = String::from_utf8_lossy(&body);
-    let request = match RequestJson::parse(&text) {
+    // Strict first (UTF-8, no duplicate members at any depth), then the request's own shape.
+    if let Err(e) = strict_object(&body) {
+        return bad_request(format!("malformed request: {e}"));
+    }
+    let Ok(text) = std::str::from_utf8(&body) else { return bad_request("malformed request: the body is not UTF-8") };
+    let request = match RequestJson::parse(text) {
         Ok(r) => r.to_check_request(None),
         Err(e) => return bad_request(e),
     };
@@ -297,12 +359,17 @@ pub async fn check(State(state): State<Shared>, headers: HeaderMap, body: Bytes)
         return bad_request("`now` is only accepted by `agentgate check`");
     }
     let rid = request_id(&headers);
-    let (state2, req2) = (state.clone(), request.clone());
-    let (decision, latency) = tokio::task::spawn_blocking(move || state2.deployment().decide(&req2))
-        .await
-        .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO));
+    let (decision, latency) = match state.audit_denial() {
+        Some(denial) => (denial, std::time::Duration::ZERO),
+        None => {
+            let (state2, req2) = (state.clone(), request.clone());
+            tokio::task::spawn_blocking(move || state2.deployment().decide(&req2))
+                .await
+                .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO))
+        }
+    };
     let id = decision_id();
-    state.record("check", &request, &decision, latency, &id, rid.as_deref());
+    let decision = state.record("check", &request, decision, latency, &id, rid.as_deref());
     let mut json = serde_json::to_value(DecisionJson::from(&decision)).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut json {
         m.insert("decision_id".into(), json!(id));

@@ -35,8 +35,30 @@ struct Original {
     authority: Option<String>,
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+/// The value of a header that feeds the decision. Present more than once, it is refused: a proxy
+/// or upstream that reads another copy than agentgate would act on something never authorized.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(repeated(name));
+    }
+    Ok(first.and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()))
+}
+
+/// The reason for refusing a repeated header, naming it as it is usually written.
+fn repeated(name: &str) -> String {
+    if name == "x-original-uri" {
+        return "the header `X-Original-URI` appears more than once".into();
+    }
+    let display: Vec<String> = name
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+        })
+        .collect();
+    format!("the header `{}` appears more than once", display.join("-").escape_default())
 }
 
 /// All values of a header joined with `, ` (a repeated credential must not silently pick one:
@@ -57,22 +79,26 @@ fn original(request: &Request, prefix: &str, trusted: bool, proxy: ProxyKind) ->
     if !trusted {
         return Err((dialect, "forward-auth request from a peer that is not a trusted proxy".into()));
     }
-    let required = |name: &str| header(headers, name).map(str::to_owned).ok_or_else(|| (dialect, format!("the proxy sent no `{name}`")));
-    let optional = |name: &str| header(headers, name).map(str::to_owned);
+    let required = |name: &str| match header(headers, name) {
+        Ok(Some(v)) => Ok(v.to_owned()),
+        Ok(None) => Err((dialect, format!("the proxy sent no `{name}`"))),
+        Err(reason) => Err((dialect, reason)),
+    };
+    let optional = |name: &str| header(headers, name).map(|v| v.map(str::to_owned)).map_err(|reason| (dialect, reason));
     match proxy {
         ProxyKind::Nginx => Ok(Original {
             dialect,
             method: required("x-original-method")?,
             target: required("x-original-uri")?,
-            scheme: optional("x-forwarded-proto"),
-            authority: optional("x-forwarded-host"),
+            scheme: optional("x-forwarded-proto")?,
+            authority: optional("x-forwarded-host")?,
         }),
         ProxyKind::Traefik | ProxyKind::Caddy => Ok(Original {
             dialect,
             method: required("x-forwarded-method")?,
             target: required("x-forwarded-uri")?,
-            scheme: optional("x-forwarded-proto"),
-            authority: optional("x-forwarded-host"),
+            scheme: optional("x-forwarded-proto")?,
+            authority: optional("x-forwarded-host")?,
         }),
         // Envoy ext_authz (HTTP): the original method, and the original path appended to the prefix.
         ProxyKind::Envoy => {
@@ -87,8 +113,8 @@ fn original(request: &Request, prefix: &str, trusted: bool, proxy: ProxyKind) ->
                 dialect,
                 method: request.method().as_str().to_owned(),
                 target,
-                scheme: optional("x-forwarded-proto"),
-                authority: optional("host"),
+                scheme: optional("x-forwarded-proto")?,
+                authority: optional("host")?,
             })
         }
     }
@@ -150,16 +176,21 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
                 entities_json: None,
                 now: None,
             };
-            state.record("forward_auth", &unmapped, &denial, std::time::Duration::ZERO, &id, rid.as_deref());
+            let denial = state.record("forward_auth", &unmapped, denial, std::time::Duration::ZERO, &id, rid.as_deref());
             return respond(&denial, dialect, &id);
         }
     };
     drop(request);
-    let (d2, c2) = (deployment.clone(), check.clone());
-    let (decision, latency) = tokio::task::spawn_blocking(move || d2.decide(&c2))
-        .await
-        .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO));
-    state.record("forward_auth", &check, &decision, latency, &id, rid.as_deref());
+    let (decision, latency) = match state.audit_denial() {
+        Some(denial) => (denial, std::time::Duration::ZERO),
+        None => {
+            let (d2, c2) = (deployment.clone(), check.clone());
+            tokio::task::spawn_blocking(move || d2.decide(&c2))
+                .await
+                .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO))
+        }
+    };
+    let decision = state.record("forward_auth", &check, decision, latency, &id, rid.as_deref());
     respond(&decision, dialect, &id)
 }
 
@@ -175,7 +206,9 @@ fn map_request(deployment: &super::Deployment, peer_addr: SocketAddr, request: &
         .map_err(|reason| (dialect, reason))?;
     let path = original.target.split(['?', '#']).next().unwrap_or("/");
     let headers = request.headers();
+    let mcp_input = mcp_params(headers).map_err(|reason| (dialect, reason))?;
     let mapped = mcp_call(deployment, &original.method, path, headers)
+        .map_err(|reason| (dialect, reason))?
         .or_else(|| routes::resolve(&deployment.routes, &original.method, path))
         .ok_or_else(|| (dialect, format!("no route for `{} {}`", original.method.escape_default(), path.escape_default())))?;
     let check = CheckRequest {
@@ -187,7 +220,7 @@ fn map_request(deployment: &super::Deployment, peer_addr: SocketAddr, request: &
         http: Some(HttpRequest { method: original.method.clone(), uri }),
         action: mapped.action,
         resource: EntityRef { type_name: mapped.resource_type, id: mapped.resource_id },
-        context_json: mcp_params(headers),
+        context_json: mcp_input,
         entities_json: mapped.entities.map(|e| e.to_string()),
         now: None,
     };
@@ -197,32 +230,38 @@ fn map_request(deployment: &super::Deployment, peer_addr: SocketAddr, request: &
 /// MCP Streamable HTTP (2026-07-28): `Mcp-Method` is the JSON-RPC method, `Mcp-Name` the tool,
 /// prompt or resource it names. The action is the method; the resource is `Tool::"<name>"`,
 /// `Prompt::"<name>"`, `McpResource::"<uri>"`, or `McpServer::"<server>"` for other methods.
-fn mcp_call(deployment: &super::Deployment, method: &str, path: &str, headers: &HeaderMap) -> Option<routes::Matched> {
-    let mcp = deployment.mcp.as_ref()?;
-    if path != mcp.path || method != "POST" {
-        return None;
-    }
+fn mcp_call(deployment: &super::Deployment, method: &str, path: &str, headers: &HeaderMap) -> Result<Option<routes::Matched>, String> {
+    // Checked on every call, mapped or not: a repeated routing header is refused either way.
     let mcp_method = header(headers, "mcp-method")?;
-    let name = header(headers, "mcp-name").map(decode_mcp_value);
+    let name = header(headers, "mcp-name")?.map(decode_mcp_value);
+    let Some(mcp) = deployment.mcp.as_ref() else { return Ok(None) };
+    if path != mcp.path || method != "POST" {
+        return Ok(None);
+    }
+    let Some(mcp_method) = mcp_method else { return Ok(None) };
     let (resource_type, resource_id) = match (mcp_method, name) {
         ("tools/call", Some(n)) => ("Tool", n),
         ("prompts/get", Some(n)) => ("Prompt", n),
         ("resources/read", Some(n)) => ("McpResource", n),
         _ => ("McpServer", mcp.server.clone()),
     };
-    Some(routes::Matched { action: mcp_method.to_owned(), resource_type: resource_type.into(), resource_id, entities: None })
+    Ok(Some(routes::Matched { action: mcp_method.to_owned(), resource_type: resource_type.into(), resource_id, entities: None }))
 }
 
 /// `Mcp-Param-{Name}` headers (tool arguments mirrored into headers) as the call's `input`.
-fn mcp_params(headers: &HeaderMap) -> Option<String> {
-    let params: serde_json::Map<String, serde_json::Value> = headers
-        .iter()
-        .filter_map(|(k, v)| {
-            let name = k.as_str().strip_prefix("mcp-param-")?;
-            Some((name.to_owned(), serde_json::Value::String(decode_mcp_value(v.to_str().ok()?))))
-        })
-        .collect();
-    (!params.is_empty()).then(|| json!({ "params": params }).to_string())
+/// A repeated `Mcp-Param-*` is refused (an upstream reading the other copy would act on an
+/// argument that was never authorized).
+fn mcp_params(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let mut params = serde_json::Map::new();
+    for (k, v) in headers {
+        let Some(name) = k.as_str().strip_prefix("mcp-param-") else { continue };
+        if headers.get_all(k).iter().nth(1).is_some() {
+            return Err(repeated(k.as_str()));
+        }
+        let Ok(value) = v.to_str() else { continue };
+        params.insert(name.to_owned(), serde_json::Value::String(decode_mcp_value(value)));
+    }
+    Ok((!params.is_empty()).then(|| json!({ "params": params }).to_string()))
 }
 
 /// Non-ASCII MCP header values arrive as `=?base64?<value>?=`.

@@ -92,6 +92,16 @@ impl Metrics {
         let _ = writeln!(out, "# HELP agentgate_config_generation Configuration generation in force (1 at start).");
         let _ = writeln!(out, "# TYPE agentgate_config_generation gauge");
         let _ = writeln!(out, "agentgate_config_generation {}", gauges.generation);
+        let _ = writeln!(out, "# HELP agentgate_audit_lines_dropped_total Audit lines lost: the queue was full (the sink is stalled) or the write failed.");
+        let _ = writeln!(out, "# TYPE agentgate_audit_lines_dropped_total counter");
+        let _ = writeln!(out, "agentgate_audit_lines_dropped_total{{reason=\"queue_full\"}} {}", gauges.audit.dropped_queue_full);
+        let _ = writeln!(out, "agentgate_audit_lines_dropped_total{{reason=\"write_error\"}} {}", gauges.audit.dropped_write_error);
+        let _ = writeln!(out, "# HELP agentgate_audit_lines_written_total Audit lines written.");
+        let _ = writeln!(out, "# TYPE agentgate_audit_lines_written_total counter");
+        let _ = writeln!(out, "agentgate_audit_lines_written_total {}", gauges.audit.written);
+        let _ = writeln!(out, "# HELP agentgate_audit_queue_lines Audit lines waiting for the writer.");
+        let _ = writeln!(out, "# TYPE agentgate_audit_queue_lines gauge");
+        let _ = writeln!(out, "agentgate_audit_queue_lines {}", gauges.audit.queued);
         out
     }
 }
@@ -105,4 +115,6 @@ pub struct Gauges {
     pub revocation_failures: u64,
     /// Config generation.
     pub generation: u64,
+    /// The audit sink's counters.
+    pub audit: super::audit::AuditStats,
 }

@@ -8,11 +8,13 @@
 
 pub mod audit;
 pub mod authzen;
+pub mod decision_api;
 pub mod forward;
 pub mod http_map;
 pub mod metrics;
 pub mod origin;
 pub mod routes;
+mod connections;
 
 use crate::component::{ComponentVerifier, Runtime, RuntimeOptions};
 use crate::config::{self, LoadedConfig, McpEntry};
@@ -52,12 +54,18 @@ pub struct Deployment {
     origins: origin::Origins,
     mcp: Option<McpEntry>,
     pool_size: usize,
+    decision_api: decision_api::Guard,
 }
 
 impl Deployment {
     /// The configuration generation (1 at start).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The configuration this generation was built from.
+    pub fn config(&self) -> &LoadedConfig {
+        &self.config
     }
 }
 
@@ -74,6 +82,7 @@ impl Deployment {
         let server = &config.file.server;
         let routes = routes::compile(&config.file.routes).map_err(anyhow::Error::msg)?;
         let origins = origin::Origins::new(&server.trusted_proxies, &server.external_origins).map_err(anyhow::Error::msg)?;
+        let decision_api = decision_api::Guard::new(&config).map_err(anyhow::Error::msg)?;
         let mut options = RuntimeOptions::from_section(&config.file.runtime);
         options.pooling = Some(u32::try_from(server.pool_size.saturating_mul(2).max(4)).unwrap_or(u32::MAX));
         // The revocation list is the deployment state's (a live mirror behind the `state` import),
@@ -86,7 +95,7 @@ impl Deployment {
         // first request.
         let first = runtime.preloaded_verifier().map_err(|e| anyhow::anyhow!("{e}"))?;
         let idle = Mutex::new(vec![first]);
-        Ok(Deployment { generation, pool_size: server.pool_size.max(1), mcp: config.file.mcp.clone(), config, runtime, idle, routes, origins })
+        Ok(Deployment { generation, pool_size: server.pool_size.max(1), mcp: config.file.mcp.clone(), config, runtime, idle, routes, origins, decision_api })
     }
 
     /// Decides one call on an instance from the pool (`batch`: several calls sharing one proof).
@@ -146,6 +155,9 @@ pub struct AppState {
     fetcher: HttpsFetcher,
     reload_lock: Mutex<()>,
     last_reload_error: Mutex<Option<String>>,
+    /// The watched files as they were when the generation in force (or the last failed attempt)
+    /// read them.
+    applied: Mutex<Stamps>,
     /// The address actually listened on (for AuthZEN metadata when `pdp_url` is not set).
     bound: std::sync::OnceLock<SocketAddr>,
 }
@@ -165,27 +177,46 @@ impl AppState {
         self.deployment.read().map(|d| Arc::clone(&d)).unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
-    /// Counts and audits a decision.
-    pub fn record(&self, api: &'static str, request: &CheckRequest, decision: &Decision, latency: Duration, decision_id: &str, request_id: Option<&str>) {
-        self.metrics.record(decision.outcome, latency);
-        self.audit.write(AuditLine {
+    /// Counts and audits a decision; returns the decision to answer with. Free-text fields are
+    /// clipped (`audit::MAX_FIELD_BYTES`) so a line stays bounded whatever the caller sent. With
+    /// `[audit] required`, a decision whose line cannot be queued becomes an `engine_error` deny.
+    pub fn record(&self, api: &'static str, request: &CheckRequest, decision: Decision, latency: Duration, decision_id: &str, request_id: Option<&str>) -> Decision {
+        use audit::{MAX_CHAIN, MAX_FIELD_BYTES, clip};
+        let field = |text: &str| clip(text, MAX_FIELD_BYTES);
+        let queued = self.audit.write(AuditLine {
             time: audit::now_rfc3339(),
             decision_id: decision_id.to_owned(),
             api,
             decision: if decision.allowed { "allow" } else { "deny" },
             outcome: decision.outcome.as_str().to_owned(),
-            reason: decision.reason.clone(),
-            agent: decision.chain.first().cloned(),
-            user: decision.user.clone(),
-            chain: decision.chain.clone(),
-            action: request.action.clone(),
-            resource: agentgate_engine::authorizer::entity_display(&request.resource.type_name, &request.resource.id),
-            policies: decision.policies.clone(),
-            token_id: decision.token_id.clone(),
-            key_thumbprint: decision.key_thumbprint.clone(),
+            reason: clip(&decision.reason, 4 * MAX_FIELD_BYTES),
+            agent: decision.chain.first().map(|a| field(a)),
+            user: decision.user.as_deref().map(field),
+            chain: decision.chain.iter().take(MAX_CHAIN).map(|a| field(a)).collect(),
+            action: field(&request.action),
+            resource: agentgate_engine::authorizer::entity_display(&field(&request.resource.type_name), &field(&request.resource.id)),
+            policies: decision.policies.iter().take(MAX_CHAIN).map(|p| field(p)).collect(),
+            token_id: decision.token_id.as_deref().map(field),
+            key_thumbprint: decision.key_thumbprint.as_deref().map(field),
             latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             request_id: request_id.map(str::to_owned),
         });
+        if !queued && self.audit.required() {
+            let denial = Decision::engine_error("the audit line of this decision could not be queued and `[audit] required` is set");
+            self.metrics.record(denial.outcome, latency);
+            return denial;
+        }
+        self.metrics.record(decision.outcome, latency);
+        decision
+    }
+
+    /// With `[audit] required`, the deny that replaces every decision while audit lines are being
+    /// lost (decided before the engine runs, so no proof is spent).
+    pub fn audit_denial(&self) -> Option<Decision> {
+        if !self.audit.required() {
+            return None;
+        }
+        self.audit.health().err().map(|reason| Decision::engine_error(format!("{reason}; `[audit] required` is set, so calls are denied")))
     }
 
     /// The identifier of this PDP: `[server] pdp_url`, else `http://<the bound address>`.
@@ -210,10 +241,12 @@ impl AppState {
     }
 
     /// Loads the configuration again and swaps it in if it is usable; returns whether it was.
+    /// Only a generation whose files did not change while it was read and built is swapped in
+    /// (see [`load_generation`]).
     pub fn reload(&self, why: &str) -> bool {
         let Ok(_guard) = self.reload_lock.lock() else { return false };
         let current = self.deployment();
-        let result = config::load_with(&self.config_path, &self.fetcher).map_err(anyhow::Error::from).and_then(|loaded| {
+        let (result, stamps) = load_generation(&self.config_path, &self.fetcher, current.config.sources.clone(), |loaded| {
             // The store and the revocation file belong to the running state: proof ids remembered
             // so far must stay remembered, so a change to them takes a restart.
             if loaded.file.state != *self.state.section() || loaded.revocations_path != current.config.revocations_path {
@@ -221,6 +254,9 @@ impl AppState {
             }
             Deployment::build(loaded, current.generation + 1, Arc::clone(&self.state))
         });
+        if let Ok(mut applied) = self.applied.lock() {
+            *applied = stamps;
+        }
         match result {
             Ok(next) => {
                 let generation = next.generation;
@@ -237,6 +273,9 @@ impl AppState {
             Err(e) => {
                 self.metrics.reload(false);
                 let message = format!("{e:#}");
+                // Messages name sources by their shown (redacted) form; a URL the library quoted
+                // in full is redacted here too.
+                let message = redact_urls_in(&message);
                 tracing::error!(why, error = %message, "configuration reload failed; the last good configuration stays in force");
                 if let Ok(mut slot) = self.last_reload_error.lock() {
                     *slot = Some(message);
@@ -252,6 +291,7 @@ impl AppState {
             replay_entries: self.state.backend().proofs_held(),
             revocation_failures: self.state.mirror().failed_loads(),
             generation: d.generation,
+            audit: self.audit.stats(),
         }
     }
 
@@ -266,27 +306,48 @@ pub fn decision_id() -> String {
     crate::mint::random_id()
 }
 
-/// The `X-Request-ID` of a request, if it is a sane value.
+/// The `X-Request-ID` of a request, if it is a sane value: one header, 1 to 200 visible ASCII
+/// characters. Anything else is neither echoed nor audited.
 pub fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-request-id")
+    let mut values = headers.get_all("x-request-id").iter();
+    let (first, second) = (values.next(), values.next());
+    if second.is_some() {
+        return None;
+    }
+    first
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
 }
 
 /// Builds the shared state: loads the configuration and the first generation.
 pub fn state(options: &ServeOptions) -> anyhow::Result<Shared> {
     let fetcher = HttpsFetcher::default();
-    let loaded = config::load_with(&options.config, &fetcher)?;
+    // The deployment state (store, revocation mirror) is opened once, with the first loaded
+    // configuration, and kept for every generation after it.
+    let mut opened: Option<Arc<DeploymentState>> = None;
+    // The first generation is read like every later one: its files must not change while it is
+    // built, else it is built again.
+    let (built, applied) = load_generation(&options.config, &fetcher, Vec::new(), |loaded| {
+        let shared = match &opened {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = DeploymentState::open(&loaded.file.state, loaded.revocations_path.clone())?;
+                opened = Some(Arc::clone(&shared));
+                shared
+            }
+        };
+        Deployment::build(loaded, 1, shared)
+    });
+    let deployment = built?;
+    let shared = opened.ok_or_else(|| anyhow::anyhow!("the deployment state was not opened"))?;
+    let section = &deployment.config.file.audit;
     // Like every path in the file, the audit log is relative to it.
-    let audit_path = match loaded.file.audit.path.as_str() {
+    let audit_path = match section.path.as_str() {
         "-" => "-".to_owned(),
         relative => options.config.parent().unwrap_or(Path::new(".")).join(relative).display().to_string(),
     };
-    let audit = Audit::open(&audit_path).with_context(|| format!("opening the audit log `{audit_path}`"))?;
-    let shared = DeploymentState::open(&loaded.file.state, loaded.revocations_path.clone())?;
-    let deployment = Deployment::build(loaded, 1, Arc::clone(&shared))?;
+    let audit = Audit::open(&audit_path, section.queue_lines, section.required).with_context(|| format!("opening the audit log `{audit_path}`"))?;
     Ok(Arc::new(AppState {
         deployment: RwLock::new(Arc::new(deployment)),
         state: shared,
@@ -296,6 +357,7 @@ pub fn state(options: &ServeOptions) -> anyhow::Result<Shared> {
         fetcher,
         reload_lock: Mutex::new(()),
         last_reload_error: Mutex::new(None),
+        applied: Mutex::new(applied),
         bound: std::sync::OnceLock::new(),
     }))
 }
@@ -307,13 +369,19 @@ pub fn router(state: Shared) -> Router {
     let prefix = server.forward_auth_prefix.trim_end_matches('/').to_owned();
     let max_body = server.max_body_bytes;
     let max_headers = server.max_header_bytes;
+    // The decision APIs: authenticated callers (`[server.decision_api]`), JSON bodies only. The
+    // outer layer runs first: an unauthenticated caller learns nothing about the body rules.
+    let decision_apis = Router::new()
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/v1/check", post(authzen::check))
+        .route_layer(middleware::from_fn(decision_api::require_json))
+        .route_layer(middleware::from_fn_with_state(state.clone(), decision_api::authenticate));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/.well-known/authzen-configuration", get(authzen::metadata))
-        .route("/access/v1/evaluation", post(authzen::evaluation))
-        .route("/access/v1/evaluations", post(authzen::evaluations))
-        .route("/v1/check", post(authzen::check))
+        .merge(decision_apis)
         .route(&prefix, any(forward::forward_auth))
         .route(&format!("{prefix}/"), any(forward::forward_auth))
         .route(&format!("{prefix}/{{*rest}}"), any(forward::forward_auth))
@@ -322,11 +390,11 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// Refuses requests whose headers are larger than the configured cap (431), and echoes
-/// `X-Request-ID` on every response.
+/// Refuses requests whose headers are larger than the configured cap (431), and echoes a sane
+/// `X-Request-ID` (the rule of [`request_id`]) on every response.
 async fn header_limit(State(max): State<usize>, request: Request, next: Next) -> Response {
     let size: usize = request.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    let request_id = request.headers().get("x-request-id").cloned();
+    let request_id = request_id(request.headers()).and_then(|id| HeaderValue::from_str(&id).ok());
     let mut response = if size > max {
         (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, axum::Json(serde_json::json!({"error": format!("request headers are {size} bytes, over the limit of {max}")})))
             .into_response()
@@ -339,6 +407,8 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
     response
 }
 
+/// 200 `"status": "ok"`, or 503 `"status": "unhealthy"` with a `reason` while audit lines are
+/// being lost or the state store cannot be reached.
 async fn healthz(State(state): State<Shared>) -> Response {
     let d = state.deployment();
     let last_error = state.last_reload_error.lock().ok().and_then(|e| e.clone());
@@ -346,15 +416,28 @@ async fn healthz(State(state): State<Shared>) -> Response {
     // One round trip to the store, off the async threads.
     let store = tokio::task::spawn_blocking(move || shared.health()).await.unwrap_or_else(|e| serde_json::json!({"reachable": false, "error": e.to_string()}));
     // A node whose store cannot answer denies every bound call (`unavailable`): not healthy.
-    let store_ok = store.get("reachable").and_then(serde_json::Value::as_bool).unwrap_or(false);
-    let status = if store_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = serde_json::json!({
-        "status": if store_ok { "ok" } else { "store_unavailable" },
+    let store = match store.get("reachable").and_then(serde_json::Value::as_bool) {
+        Some(true) => Ok(store),
+        _ => Err(store),
+    };
+    let audit = state.audit.health();
+    let healthy = audit.is_ok() && store.is_ok();
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let reason = match (&audit, &store) {
+        (Err(reason), _) => Some(reason.clone()),
+        (Ok(()), Err(_)) => Some("the state store cannot be reached: calls that need it are denied (`unavailable`)".to_owned()),
+        (Ok(()), Ok(_)) => None,
+    };
+    let mut body = serde_json::json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
         "generation": d.generation,
         "config": state.config_path.display().to_string(),
         "last_reload_error": last_error,
-        "store": store,
+        "store": store.unwrap_or_else(|s| s),
     });
+    if let (Some(reason), Some(object)) = (reason, body.as_object_mut()) {
+        object.insert("reason".into(), serde_json::Value::String(reason));
+    }
     (status, axum::Json(body)).into_response()
 }
 
@@ -367,29 +450,37 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
 }
 
 /// Watches every file the configuration was read from (and JWKS URLs) and reloads on change;
-/// SIGHUP reloads at once.
+/// SIGHUP reopens the audit log and reloads at once.
 fn spawn_reloader(state: Shared) {
-    let interval = Duration::from_secs(state.deployment().config.file.server.watch_interval_secs.max(1));
+    let current = state.deployment();
+    let server = &current.config.file.server;
+    let interval = Duration::from_secs(server.watch_interval_secs.max(1));
+    let settle_for = Duration::from_millis(server.reload_settle_ms);
     let watched = state.clone();
     std::thread::Builder::new()
         .name("agentgate-reload".into())
         .spawn(move || {
-            let mut stamps = file_stamps(&watched.deployment().config.sources);
             let mut jwks_due = Instant::now() + jwks_interval(&watched);
             loop {
                 std::thread::sleep(interval);
                 let d = watched.deployment();
-                let now = file_stamps(&d.config.sources);
+                let applied = watched.applied.lock().map(|a| a.clone()).unwrap_or_default();
+                let paths: Vec<PathBuf> = applied.iter().map(|(p, _)| p.clone()).collect();
                 let jwks_changed = if Instant::now() >= jwks_due {
                     jwks_due = Instant::now() + jwks_interval(&watched);
                     jwks_urls_changed(&watched, &d)
                 } else {
                     false
                 };
-                if now != stamps || jwks_changed {
-                    let ok = watched.reload(if jwks_changed { "JWKS changed" } else { "file changed" });
-                    // After a failed reload, wait for the next edit rather than retrying this one.
-                    stamps = if ok { file_stamps(&watched.deployment().config.sources) } else { now };
+                let files_changed = stamps(&paths) != applied;
+                if files_changed {
+                    // A file still being written is not read half-way: wait until nothing changes.
+                    settle(&paths, settle_for);
+                }
+                if files_changed || jwks_changed {
+                    // Success or failure, `reload` remembers the stamps it read: after a failed
+                    // reload the watcher waits for the next edit rather than retrying this one.
+                    watched.reload(if jwks_changed { "JWKS changed" } else { "file changed" });
                 }
             }
         })
@@ -402,6 +493,8 @@ fn spawn_reloader(state: Shared) {
         tokio::spawn(async move {
             let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
             while signal.recv().await.is_some() {
+                // Log rotation: the file was moved away; write to a new one at the configured path.
+                hup.audit.reopen();
                 let s = hup.clone();
                 let _ = tokio::task::spawn_blocking(move || s.reload("SIGHUP")).await;
             }
@@ -416,22 +509,112 @@ fn jwks_interval(state: &AppState) -> Duration {
 /// Fetches every JWKS URL; true if one now differs from what the deployment uses.
 fn jwks_urls_changed(state: &AppState, d: &Deployment) -> bool {
     let Ok(trust) = serde_json::from_str::<agentgate_engine::TrustConfig>(&d.config.engine.trust_json) else { return false };
-    trust.issuers.iter().filter(|i| config::is_url(&i.source)).any(|issuer| match state.fetcher.fetch_fresh(&issuer.source) {
-        Ok(fresh) => fresh != issuer.jwks,
-        Err(e) => {
-            tracing::warn!(url = %issuer.source, error = %e, "JWKS refresh failed; the last good keys stay in force");
-            false
+    // The trust JSON names URL sources only in their shown (redacted) form: fetch the URLs as
+    // configured and compare by issuer.
+    d.config.file.issuers.iter().filter(|i| config::is_url(&i.jwks)).any(|issuer| {
+        let in_force = trust.issuers.iter().find(|t| t.issuer == issuer.issuer).map(|t| t.jwks.as_str());
+        match state.fetcher.fetch_fresh(&issuer.jwks) {
+            Ok(fresh) => Some(fresh.as_str()) != in_force,
+            Err(e) => {
+                tracing::warn!(url = %crate::jwks_fetch::redact_url(&issuer.jwks), error = %e, "JWKS refresh failed; the last good keys stay in force");
+                false
+            }
         }
     })
 }
 
-fn file_stamps(paths: &[PathBuf]) -> Vec<Option<(SystemTime, u64)>> {
-    paths.iter().map(|p| stamp(p)).collect()
+/// Replaces every URL in `text` by its redacted form ([`crate::jwks_fetch::redact_url`]).
+fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("http://").into_iter().chain(rest.find("https://")).min() {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let end = from.find(|c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'')).unwrap_or(from.len());
+        let (url, after) = from.split_at(end);
+        out.push_str(&crate::jwks_fetch::redact_url(url));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// What identifies one version of a file: modification time (with nanoseconds), length and inode.
+/// An edit that keeps the length within one timestamp tick still changes the inode when the file
+/// is replaced by a rename (the recommended way to edit).
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+/// Stamps of watched files, by path.
+type Stamps = Vec<(PathBuf, Stamp)>;
+
+fn stamps(paths: &[PathBuf]) -> Stamps {
+    paths.iter().map(|p| (p.clone(), stamp(p))).collect()
+}
+
+fn stamp(path: &Path) -> Stamp {
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok()?, meta.len(), inode))
+}
+
+/// Waits until `paths` stay unchanged for `quiet` (at most 20 rounds: a file rewritten without
+/// pause is read anyway, and the build check below still catches a change during the build).
+fn settle(paths: &[PathBuf], quiet: Duration) {
+    if quiet.is_zero() {
+        return;
+    }
+    let mut last = stamps(paths);
+    for _ in 0..20 {
+        std::thread::sleep(quiet);
+        let now = stamps(paths);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Attempts before giving up on files that keep changing while they are read.
+const LOAD_ATTEMPTS: usize = 5;
+
+/// Reads the configuration and builds a generation from it, such that no watched file changed
+/// between being read and the build finishing: stamps are sampled BEFORE the files are read and
+/// again after the build; if any differs the generation may mix old and new files, so it is
+/// thrown away and built again. `sources` is the expected file list (the previous generation's);
+/// when the configuration names other files, it is read again with their stamps sampled first.
+/// Returns the result and the stamps of the files it read (also on failure, so a broken edit is
+/// not retried until the next one).
+fn load_generation(
+    path: &Path,
+    fetcher: &HttpsFetcher,
+    mut sources: Vec<PathBuf>,
+    mut build: impl FnMut(LoadedConfig) -> anyhow::Result<Deployment>,
+) -> (anyhow::Result<Deployment>, Stamps) {
+    let mut last = Vec::new();
+    for _ in 0..LOAD_ATTEMPTS {
+        let before = stamps(&sources);
+        let loaded = match config::load_with(path, fetcher) {
+            Ok(loaded) => loaded,
+            Err(e) => return (Err(e.into()), before),
+        };
+        if loaded.sources != sources {
+            // Other files than expected (one added, removed, or a first load): sample them first.
+            sources = loaded.sources;
+            continue;
+        }
+        let built = build(loaded);
+        let after = stamps(&sources);
+        if after == before {
+            return (built, before);
+        }
+        tracing::info!("a configuration file changed while the configuration was built; building again");
+        last = after;
+    }
+    let message = format!("the configuration files kept changing while being read ({LOAD_ATTEMPTS} attempts); the last good configuration stays in force");
+    (Err(anyhow::anyhow!(message)), if last.is_empty() { stamps(&sources) } else { last })
 }
 
 /// Runs the service until SIGINT or SIGTERM, then drains in-flight requests.
@@ -451,13 +634,16 @@ pub async fn load_state(options: &ServeOptions) -> anyhow::Result<Shared> {
     tokio::task::spawn_blocking(move || state(&options)).await?
 }
 
-/// Serves `state` on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves `state` on `listener` until `shutdown` completes, then drains: in-flight requests are
+/// answered, idle and half-sent connections closed, and whatever is still open after
+/// `[server] drain_timeout_secs` is dropped.
 pub async fn serve_on(listener: tokio::net::TcpListener, state: Shared, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let _ = state.bound.set(listener.local_addr()?);
     spawn_reloader(state.clone());
     tracing::info!(addr = %listener.local_addr()?, config = %state.config_path.display(), "agentgate serving");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let limits = connections::Limits::from_section(&state.deployment().config.file.server);
+    let app = router(state);
+    connections::serve(listener, app, limits, shutdown).await;
     Ok(())
 }
 
@@ -481,4 +667,16 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     eprintln!("agentgate: shutting down, draining in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_in_messages_are_redacted_once() {
+        let text = "issuer `a`: fetching `https://u:p@as.example/jwks?access_token=t0k` failed; see http://127.0.0.1:9/jwks?<redacted> and https://as.example/ok";
+        assert_eq!(
+            super::redact_urls_in(text),
+            "issuer `a`: fetching `https://as.example/jwks?<redacted>` failed; see http://127.0.0.1:9/jwks?<redacted> and https://as.example/ok"
+        );
+    }
 }

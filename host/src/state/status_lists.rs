@@ -183,7 +183,7 @@ impl StatusLists {
                 }
             }
             Err(e) => {
-                tracing::warn!(uri = %crate::redact::url(uri), error = %e, "status list not refreshed; the last good copy stays in force until its maximum age");
+                tracing::warn!(uri = %crate::jwks_fetch::redact_url(uri), error = %e, "status list not refreshed; the last good copy stays in force until its maximum age");
                 if let Ok(mut errors) = self.last_error.lock() {
                     errors.insert(uri.to_owned(), e);
                 }
@@ -263,8 +263,8 @@ impl StatusLists {
 
     /// What `/healthz` shows.
     pub fn status(&self) -> serde_json::Value {
-        let kept = self.kept.lock().map(|k| k.iter().map(|(uri, kept)| (crate::redact::url(uri), age(kept.fetched_unix).as_secs())).collect::<Vec<_>>()).unwrap_or_default();
-        let errors = self.last_error.lock().map(|e| e.iter().map(|(uri, e)| (crate::redact::url(uri), e.clone())).collect::<Vec<_>>()).unwrap_or_default();
+        let kept = self.kept.lock().map(|k| k.iter().map(|(uri, kept)| (crate::jwks_fetch::redact_url(uri), age(kept.fetched_unix).as_secs())).collect::<Vec<_>>()).unwrap_or_default();
+        let errors = self.last_error.lock().map(|e| e.iter().map(|(uri, e)| (crate::jwks_fetch::redact_url(uri), e.clone())).collect::<Vec<_>>()).unwrap_or_default();
         serde_json::json!({
             "lists": kept.into_iter().map(|(uri, age)| serde_json::json!({"uri": uri, "fetched_secs_ago": age})).collect::<Vec<_>>(),
             "errors": errors.into_iter().map(|(uri, e)| serde_json::json!({"uri": uri, "error": e})).collect::<Vec<_>>(),
@@ -283,7 +283,7 @@ fn age(fetched_unix: u64) -> Duration {
 /// GET `uri` with the status list media type: `https://` (plain `http://` only to loopback), no
 /// redirects (a redirect could lead anywhere), a size bound and a timeout.
 fn fetch_https(uri: &str, max_bytes: usize) -> Result<String, String> {
-    let shown = crate::redact::url(uri);
+    let shown = crate::jwks_fetch::redact_url(uri);
     crate::jwks_fetch::check_url(uri)?;
     let agent = ureq::Agent::config_builder().timeout_global(Some(FETCH_TIMEOUT)).max_redirects(0).http_status_as_error(false).build().new_agent();
     let mut response = agent.get(uri).header("accept", "application/statuslist+jwt").call().map_err(|e| format!("fetching `{shown}`: {e}"))?;
