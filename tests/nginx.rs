@@ -169,3 +169,47 @@ fn nginx_auth_request_in_front_of_an_upstream() {
 
     assert_eq!(seen.lock().unwrap().len(), 2, "the upstream saw only the two allowed calls");
 }
+
+/// Issue 10: a fleet node whose store is down answers `unavailable` in a way nginx keeps closed:
+/// 403 (anything but 2xx/401/403 would be nginx's own 500, and never an allow), and the
+/// upstream is never called; when the store is back, calls go through again without a restart.
+#[test]
+fn nginx_keeps_a_store_outage_closed_and_recovers_with_the_store() {
+    if nginx_binary().is_none() {
+        assert!(std::env::var_os("CI").is_none(), "nginx is required in CI (`.ci/run` installs it)");
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
+        return;
+    }
+    let Some(mut redis) = support::redis::start_or_skip("nginx_keeps_a_store_outage_closed") else { return };
+    let deployment = Deployment::fleet_node(&redis.url(), "agentgate-test:nginx:", "");
+    let gate = start(&deployment);
+    let (upstream_addr, seen) = recording_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nginx = start_nginx(dir.path(), port, gate.addr, upstream_addr);
+    let k = keys();
+    let t = token(&k, ASSISTANT);
+    let call = || {
+        agent()
+            .get(&format!("http://127.0.0.1:{port}/mailboxes/alice/messages"))
+            .header("Host", "mail.example.com")
+            .header("Authorization", &format!("DPoP {t}"))
+            .header("DPoP", &proof(&k, &t, URI, None))
+            .call()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call(), 200);
+    redis.kill();
+    for _ in 0..3 {
+        assert_eq!(call(), 403, "the store is down: denied, not a 5xx and never an allow");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1, "the upstream saw only the call made while the store was up");
+    redis.restart_empty();
+    let started = Instant::now();
+    while call() != 200 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the node did not recover after the store came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

@@ -385,3 +385,62 @@ fn validate_never_shows_credentials_of_a_jwks_url() {
         }
     }
 }
+
+/// `revoke`, `unrevoke` and `revocations list` on the memory backend edit the deployment's
+/// revocation file atomically; ambiguous or incomplete targets are refused with a precise message;
+/// `validate` warns about a bare `kid` and names the keys it hits.
+#[test]
+fn revoke_unrevoke_and_list_edit_the_revocation_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = repo().join("policies/keys");
+    std::fs::write(dir.path().join("revoked.json"), r#"{"keys": ["demo-issuer-2026-11"]}"#).unwrap();
+    let config = dir.path().join("agentgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "audiences = [\"https://mail.example.com\"]\npolicies = \"{}\"\nrevocations = \"revoked.json\"\n\n[[issuers]]\nissuer = \"https://auth.demo.agentgate.dev\"\njwks = \"{}\"\n",
+            repo().join("policies/mail").display(),
+            keys.join("demo-issuer.TEST-ONLY.jwks.json").display()
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let validate = agentgate(&["validate", "--config", c]);
+    assert_eq!(validate.status.code(), Some(0), "{}", text(&validate.stderr));
+    let warning = text(&validate.stderr);
+    assert!(
+        warning.contains("`keys` entry `demo-issuer-2026-11` is a bare `kid`") && warning.contains(r#"{"issuer": "https://auth.demo.agentgate.dev", "kid": "demo-issuer-2026-11"}"#),
+        "{warning}"
+    );
+
+    let out = agentgate(&["revoke", "--config", c, "--agent", "spiffe://agents.example/bad", "--expires", "4102444800"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr).trim(), "revoked agent `spiffe://agents.example/bad` until 4102444800 (memory backend)");
+    let out = agentgate(&["revoke", "--config", c, "--kid", "k1", "--issuer", "https://auth.demo.agentgate.dev"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&agentgate(&["revocations", "list", "--config", c]).stdout).unwrap();
+    assert_eq!(listed["agents"], serde_json::json!([{"id": "spiffe://agents.example/bad", "expires": 4102444800u64}]));
+    assert_eq!(listed["keys"], serde_json::json!(["demo-issuer-2026-11", {"issuer": "https://auth.demo.agentgate.dev", "kid": "k1"}]));
+    let on_disk: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("revoked.json")).unwrap()).unwrap();
+    assert_eq!(on_disk, listed, "the file holds what the list shows");
+
+    let out = agentgate(&["unrevoke", "--config", c, "--agent", "spiffe://agents.example/bad"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = agentgate(&["unrevoke", "--config", c, "--agent", "spiffe://agents.example/bad"]);
+    assert_eq!(out.status.code(), Some(1), "lifting what is not revoked exits 1");
+    assert_eq!(text(&out.stderr).trim(), "agent `spiffe://agents.example/bad` was not revoked");
+
+    // Refused targets.
+    let refused = |args: &[&str], message: &str| {
+        let mut all = vec!["revoke", "--config", c];
+        all.extend_from_slice(args);
+        let out = agentgate(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(message), "{args:?}: {}", text(&out.stderr));
+    };
+    refused(&["--kid", "k1"], "`--kid` needs `--issuer` or `--trust-domain`");
+    refused(&["--agent", "a", "--issuer", "https://as"], "`--issuer` does not scope `--agent`");
+    refused(&["--agent", "a", "--user", "u"], "cannot be used with");
+    refused(&["--agent", "a", "--expires", "soon"], "neither unix seconds nor a duration");
+    refused(&["--agent", "a", "--expires", "3600"], "`3600` is in 1970: for a duration write `3600s`");
+}

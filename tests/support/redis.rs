@@ -13,9 +13,50 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
+    /// The TLS port, for a store started with `start_tls_or_skip`.
+    pub tls_port: Option<u16>,
     binary: String,
     extra: Vec<String>,
     dir: tempfile::TempDir,
+}
+
+/// A store that also speaks TLS (`rediss://`) with a certificate for 127.0.0.1 signed by a CA
+/// made for the test (`openssl`); `ca_file` is the CA to trust.
+pub fn start_tls_or_skip(test: &str) -> Option<(Redis, std::path::PathBuf)> {
+    let binary = match binary() {
+        Some(b) => b,
+        None => {
+            assert!(std::env::var_os("CI").is_none(), "redis-server is required in CI (`.ci/run` installs it)");
+            eprintln!("SKIPPED: {test}: redis-server (or valkey-server) is not installed");
+            return None;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let d = d.as_path();
+    let openssl = |args: &[&str]| assert!(Command::new("openssl").args(args).current_dir(d).stderr(Stdio::null()).status().unwrap().success(), "openssl {args:?}");
+    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=agentgate test CA (TEST-ONLY)"]);
+    openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"]);
+    let tls_port = free_port();
+    let extra: Vec<String> = [
+        "--tls-port".to_owned(),
+        tls_port.to_string(),
+        "--tls-cert-file".into(),
+        d.join("server.crt").display().to_string(),
+        "--tls-key-file".into(),
+        d.join("server.key").display().to_string(),
+        "--tls-ca-cert-file".into(),
+        d.join("ca.crt").display().to_string(),
+        "--tls-auth-clients".into(),
+        "no".into(),
+    ]
+    .to_vec();
+    let ca = d.join("ca.crt");
+    let mut redis = Redis { child: None, port: free_port(), tls_port: Some(tls_port), binary, extra, dir };
+    redis.spawn();
+    Some((redis, ca))
 }
 
 /// The server binary, if installed.
@@ -49,7 +90,8 @@ fn free_port() -> u16 {
 
 impl Redis {
     fn start(binary: &str, extra: &[&str]) -> Redis {
-        let mut redis = Redis { child: None, port: free_port(), binary: binary.to_owned(), extra: extra.iter().map(|s| s.to_string()).collect(), dir: tempfile::tempdir().unwrap() };
+        let mut redis =
+            Redis { child: None, port: free_port(), tls_port: None, binary: binary.to_owned(), extra: extra.iter().map(|s| s.to_string()).collect(), dir: tempfile::tempdir().unwrap() };
         redis.spawn();
         redis
     }
@@ -82,6 +124,11 @@ impl Redis {
     /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>/0`.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.tls_port.unwrap())
     }
 
     /// Runs one command through a raw RESP connection; returns the reply as text.

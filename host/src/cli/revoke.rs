@@ -12,9 +12,10 @@ use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// What to revoke: exactly one of `--agent`, `--user`, `--jti`, `--key`, `--kid`.
+/// What to revoke: exactly one of `--agent`, `--user`, `--jti`, `--key`, `--kid` (the group
+/// `what`, declared by the commands that flatten this), scoped by `--issuer` / `--trust-domain`.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false, id = "what")]
+#[group(skip)]
 pub struct Target {
     /// An agent (any actor of a delegation chain, or a workload identity): its id, e.g.
     /// `spiffe://agents.example/mail-assistant`.
@@ -65,6 +66,7 @@ impl Target {
 
 /// Revoke an agent, user, token or key for the whole deployment.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(false)))]
 pub struct RevokeArgs {
     /// Configuration file (its `[state]` says where the list lives).
     #[arg(long, short)]
@@ -79,6 +81,7 @@ pub struct RevokeArgs {
 
 /// Lift a revocation.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(false)))]
 pub struct UnrevokeArgs {
     /// Configuration file.
     #[arg(long, short)]
@@ -127,6 +130,10 @@ fn backend(path: &Path, for_import: bool) -> anyhow::Result<Arc<dyn Backend>> {
 
 fn expiry(text: &str) -> anyhow::Result<u64> {
     if let Ok(unix) = text.parse::<u64>() {
+        // A bare number is a time, not a duration; one before 2001 is almost surely a mistake.
+        if unix < 1_000_000_000 {
+            anyhow::bail!("`--expires {text}`: bare numbers are unix seconds, and `{text}` is in 1970: for a duration write `{text}s`");
+        }
         return Ok(unix);
     }
     let after = humantime::parse_duration(text).with_context(|| format!("`--expires {text}` is neither unix seconds nor a duration like `90m`"))?;

@@ -63,7 +63,7 @@ struct Conn {
 }
 
 /// Opens connections with timeouts and checks the store's eviction policy on each.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Connector {
     client: redis::Client,
     connect_timeout: Duration,
@@ -111,6 +111,8 @@ impl r2d2::ManageConnection for Connector {
 /// A Redis (or Valkey) store.
 pub struct RedisBackend {
     pool: r2d2::Pool<Connector>,
+    /// For one fresh connection past the pool, after a pooled one turned out dead.
+    connector: Connector,
     keys: Keys,
     timeout: Duration,
     per_key: u32,
@@ -160,6 +162,10 @@ impl RedisBackend {
     /// fail closed until it is back); a store that may evict keys does.
     pub fn connect(section: &StateSection, metrics: Arc<StoreMetrics>) -> anyhow::Result<Self> {
         let url = section.url.clone().ok_or_else(|| anyhow::anyhow!("`[state] url` is required for the redis backend"))?;
+        if url.starts_with("rediss://") || url.starts_with("valkeys://") {
+            // Another part of the process may have installed it already; either way one is set.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
         let client = client(section, &url)?;
         let timeout = Duration::from_millis(section.timeout_ms);
         let connector = Connector {
@@ -177,9 +183,10 @@ impl RedisBackend {
             // would double every round trip.
             .test_on_check_out(false)
             .error_handler(Box::new(ErrorLog { metrics }))
-            .build_unchecked(connector);
+            .build_unchecked(connector.clone());
         let backend = RedisBackend {
             pool,
+            connector,
             keys: Keys { prefix: section.key_prefix.clone() },
             timeout,
             per_key: section.max_proofs_per_key,
@@ -199,16 +206,23 @@ impl RedisBackend {
         Ok(backend)
     }
 
-    /// Runs `op` on a pooled connection; any error discards the connection.
-    fn with_conn<T>(&self, op: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+    /// Runs `op` on a pooled connection; any error discards the connection. A pooled connection
+    /// found dead (the store restarted, a proxy dropped it) is retried once on a fresh one, so a
+    /// store's return costs no failed calls; a timeout is never retried (the budget is spent).
+    fn with_conn<T>(&self, op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
         let mut conn = self.pool.get().map_err(|e| self.pool_error(&e))?;
-        match op(&mut conn.inner) {
-            Ok(value) => Ok(value),
-            Err(e) => {
-                conn.broken = true;
-                Err(self.classify(&e))
-            }
+        let e = match op(&mut conn.inner) {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        conn.broken = true;
+        drop(conn);
+        if e.is_timeout() || !(e.is_connection_dropped() || e.is_io_error()) {
+            return Err(self.classify(&e));
         }
+        use r2d2::ManageConnection as _;
+        let mut fresh = self.connector.connect().map_err(|e| self.classify(&e))?;
+        op(&mut fresh.inner).map_err(|e| self.classify(&e))
     }
 
     fn pool_error(&self, e: &r2d2::Error) -> StoreError {
