@@ -97,8 +97,18 @@ impl Fixture {
         self.component_with(RuntimeOptions { crypto: CryptoPlacement::Guest, wide_arithmetic: false, ..RuntimeOptions::default() })
     }
 
+    /// A component verifier deciding through `state` (a deployment's state, e.g. on Redis),
+    /// warmed up likewise: the proofs of the warm-up calls go to `state` too.
+    pub fn component_on(&self, crypto: CryptoPlacement, state: Arc<dyn agentgate::SharedState>) -> ComponentVerifier {
+        self.component_with_state(RuntimeOptions { crypto, ..RuntimeOptions::default() }, state)
+    }
+
     fn component_with(&self, options: RuntimeOptions) -> ComponentVerifier {
-        let runtime = Runtime::new(options, Arc::new(LocalState::default())).unwrap();
+        self.component_with_state(options, Arc::new(LocalState::default()))
+    }
+
+    fn component_with_state(&self, options: RuntimeOptions, state: Arc<dyn agentgate::SharedState>) -> ComponentVerifier {
+        let runtime = Runtime::new(options, state).unwrap();
         let mut verifier = runtime.verifier(&self.config.engine).unwrap();
         verifier.warm_up().unwrap();
         for _ in 0..3 {

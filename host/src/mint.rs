@@ -187,6 +187,8 @@ pub struct AccessTokenSpec {
     pub jti: String,
     /// Thumbprint for `cnf.jkt`.
     pub bound_key: Option<String>,
+    /// `status.status_list`: the token's index in the status list at a URI.
+    pub status: Option<(u64, String)>,
 }
 
 impl AccessTokenSpec {
@@ -203,6 +205,7 @@ impl AccessTokenSpec {
             lifetime_secs: 300,
             jti: random_id(),
             bound_key: None,
+            status: None,
         }
     }
 
@@ -235,12 +238,72 @@ impl AccessTokenSpec {
         if let Some(jkt) = &self.bound_key {
             c.insert("cnf".into(), json!({ "jkt": jkt }));
         }
+        if let Some((idx, uri)) = &self.status {
+            c.insert("status".into(), json!({ "status_list": { "idx": idx, "uri": uri } }));
+        }
         Value::Object(c)
     }
 
     /// Signs the token with the issuer key.
     pub fn sign(&self, issuer_key: &KeyPair) -> String {
         issuer_key.sign(&json!({"typ": "at+jwt", "alg": "ES256", "kid": issuer_key.kid}), &self.claims())
+    }
+}
+
+/// What to put in a Status List Token (draft-ietf-oauth-status-list-21 §5.1).
+#[derive(Debug, Clone)]
+pub struct StatusListSpec {
+    /// The list's URI: its `sub`, and the `uri` tokens name.
+    pub uri: String,
+    /// `iss`; `None` leaves it out.
+    pub issuer: Option<String>,
+    /// Bits per entry: 1, 2, 4 or 8.
+    pub bits: u8,
+    /// Each entry's status, in index order.
+    pub entries: Vec<u8>,
+    /// `iat`.
+    pub issued_at: u64,
+    /// `exp - iat`; `None` leaves `exp` out.
+    pub lifetime_secs: Option<u64>,
+    /// `ttl`.
+    pub ttl_secs: Option<u64>,
+}
+
+impl StatusListSpec {
+    /// A one-bit list of `entries` at `uri`, issued now, valid for a day, to be refreshed hourly.
+    pub fn new(uri: &str, entries: Vec<u8>) -> Self {
+        StatusListSpec { uri: uri.into(), issuer: None, bits: 1, entries, issued_at: now(), lifetime_secs: Some(86_400), ttl_secs: Some(3600) }
+    }
+
+    /// The packed, ZLIB-compressed, base64url list (§4.1: entry 0 in the least significant bits
+    /// of byte 0).
+    pub fn lst(&self) -> String {
+        let bits = usize::from(self.bits.clamp(1, 8));
+        let per_byte = 8 / bits;
+        let mut bytes = vec![0u8; self.entries.len().div_ceil(per_byte)];
+        for (i, value) in self.entries.iter().enumerate() {
+            if let Some(byte) = bytes.get_mut(i / per_byte) {
+                *byte |= value << ((i % per_byte) * bits);
+            }
+        }
+        base64url::encode(&miniz_oxide::deflate::compress_to_vec_zlib(&bytes, 9))
+    }
+
+    /// Signs the list with `key` (the issuer's, or the configured status issuer's).
+    pub fn sign(&self, key: &KeyPair) -> String {
+        let mut claims = json!({ "sub": self.uri, "iat": self.issued_at, "status_list": { "bits": self.bits, "lst": self.lst() } });
+        if let Value::Object(c) = &mut claims {
+            if let Some(iss) = &self.issuer {
+                c.insert("iss".into(), json!(iss));
+            }
+            if let Some(lifetime) = self.lifetime_secs {
+                c.insert("exp".into(), json!(self.issued_at + lifetime));
+            }
+            if let Some(ttl) = self.ttl_secs {
+                c.insert("ttl".into(), json!(ttl));
+            }
+        }
+        key.sign(&json!({"typ": "statuslist+jwt", "alg": "ES256", "kid": key.kid}), &claims)
     }
 }
 

@@ -1,6 +1,6 @@
 //! `agentgate mint`: a development issuer for tests, demos and walkthroughs.
 
-use agentgate::mint::{self, AccessTokenSpec, KeyPair};
+use agentgate::mint::{self, AccessTokenSpec, KeyPair, StatusListSpec};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
@@ -67,6 +67,34 @@ enum Mint {
         #[arg(long, default_value_t = 3600)]
         lifetime: u64,
     },
+    /// Mint a Status List Token (`statuslist+jwt`, draft-ietf-oauth-status-list-21) to serve at
+    /// `--uri`: every entry valid (0) unless `--set INDEX=STATUS` says otherwise.
+    StatusList {
+        /// The issuer's private JWK (or the configured `status_issuer`'s).
+        #[arg(long)]
+        key: PathBuf,
+        /// The URI the list is served at (its `sub`; tokens name it in `status.status_list.uri`).
+        #[arg(long)]
+        uri: String,
+        /// `iss` of the list (optional in the draft; checked against the issuer when present).
+        #[arg(long)]
+        iss: Option<String>,
+        /// Bits per entry: 1, 2, 4 or 8.
+        #[arg(long, default_value_t = 1, value_parser = parse_bits)]
+        bits: u8,
+        /// Number of entries.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// An entry's status, e.g. `3=1` (invalid) or `7=2` (suspended); repeat as needed.
+        #[arg(long = "set", value_parser = parse_entry)]
+        set: Vec<(usize, u8)>,
+        /// `ttl`: seconds a consumer may cache the list.
+        #[arg(long, default_value_t = 300)]
+        ttl: u64,
+        /// Lifetime (`exp - iat`) in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        lifetime: u64,
+    },
     /// Print the RFC 7638 thumbprint of a key (the `cnf.jkt` value).
     Thumbprint {
         /// A private or public JWK file.
@@ -110,6 +138,26 @@ struct TokenArgs {
     /// Bind the token to this agent key (`cnf.jkt`): a private or public JWK file.
     #[arg(long)]
     bind: Option<PathBuf>,
+    /// Reference a token status list (`status.status_list.uri`); with `--status-index`.
+    #[arg(long, requires = "status_index")]
+    status_uri: Option<String>,
+    /// The token's index in that list (`status.status_list.idx`).
+    #[arg(long, requires = "status_uri")]
+    status_index: Option<u64>,
+}
+
+fn parse_bits(text: &str) -> Result<u8, String> {
+    match text {
+        "1" | "2" | "4" | "8" => text.parse().map_err(|_| text.to_owned()),
+        _ => Err(format!("`{text}` is not 1, 2, 4 or 8")),
+    }
+}
+
+fn parse_entry(text: &str) -> Result<(usize, u8), String> {
+    let (index, status) = text.split_once('=').ok_or_else(|| format!("`{text}` is not INDEX=STATUS"))?;
+    let index = index.parse().map_err(|_| format!("`{index}` is not an index"))?;
+    let status = status.parse().map_err(|_| format!("`{status}` is not a status byte (0-255)"))?;
+    Ok((index, status))
 }
 
 pub fn run(args: MintArgs) -> anyhow::Result<u8> {
@@ -138,7 +186,21 @@ pub fn run(args: MintArgs) -> anyhow::Result<u8> {
             if let Some(bind) = t.bind {
                 spec.bound_key = Some(thumbprint_of(&bind)?);
             }
+            spec.status = t.status_uri.zip(t.status_index).map(|(uri, idx)| (idx, uri));
             println!("{}", spec.sign(&issuer));
+        }
+        Mint::StatusList { key, uri, iss, bits, size, set, ttl, lifetime } => {
+            let signer = read_key(&key)?;
+            let mut entries = vec![0u8; size];
+            for (index, status) in set {
+                let max = (1u16 << bits) - 1;
+                if u16::from(status) > max {
+                    anyhow::bail!("status {status} does not fit in {bits} bit(s) (at most {max})");
+                }
+                *entries.get_mut(index).ok_or_else(|| anyhow::anyhow!("index {index} is outside the list of {size} entries"))? = status;
+            }
+            let spec = StatusListSpec { issuer: iss, bits, ttl_secs: Some(ttl), lifetime_secs: Some(lifetime), ..StatusListSpec::new(&uri, entries) };
+            println!("{}", spec.sign(&signer));
         }
         Mint::Proof { key, method, uri, token, nonce, iat } => {
             let agent = read_key(&key)?;

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const MAX_LISTS: usize = 1024;
 /// Budget of one HTTP fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Least time between two fetches of one list, so a failing issuer is not asked on every call.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// What a list is checked with: the deployment's trusted issuers and limits.
 #[derive(Debug)]
@@ -53,6 +55,8 @@ pub struct StatusLists {
     kept: Mutex<HashMap<String, Kept>>,
     /// URIs being fetched, and a signal when one finishes.
     fetching: Mutex<HashSet<String>>,
+    /// When each list's last fetch started.
+    attempts: Mutex<HashMap<String, Instant>>,
     fetched: Condvar,
     last_error: Mutex<HashMap<String, String>>,
     refresh: Duration,
@@ -75,6 +79,7 @@ impl StatusLists {
             verifier: Box::new(crate::native_crypto::AwsLcVerifier),
             kept: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashSet::new()),
+            attempts: Mutex::new(HashMap::new()),
             fetched: Condvar::new(),
             last_error: Mutex::new(HashMap::new()),
             refresh: Duration::from_secs(section.status_list_refresh_secs),
@@ -151,8 +156,17 @@ impl StatusLists {
         self.kept(uri)
     }
 
-    /// Starts one fetch of `uri` unless one is under way.
+    /// Starts one fetch of `uri` unless one is under way or started less than `RETRY_AFTER` ago.
     fn fetch_in_background(self: &Arc<Self>, uri: &str) {
+        if let Ok(mut attempts) = self.attempts.lock() {
+            if attempts.get(uri).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+                return;
+            }
+            if attempts.len() >= MAX_LISTS {
+                attempts.clear();
+            }
+            attempts.insert(uri.to_owned(), Instant::now());
+        }
         let Ok(mut fetching) = self.fetching.lock() else { return };
         if !fetching.insert(uri.to_owned()) {
             return;
