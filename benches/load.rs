@@ -21,6 +21,7 @@
 // PANIC SAFETY: bench code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod common;
 #[path = "../tests/support/redis.rs"]
 mod redis_server;
 
@@ -300,6 +301,8 @@ fn main() {
             .collect();
         total_allowed += node.state.metrics().decisions(agentgate::Outcome::Allowed);
         println!("node {i}: {rps:.0} checks/s, {}; decisions: {}", percentiles_line(&h), outcomes.join(", "));
+        let store = node.state.shared_state();
+        println!("node {i}, {} store: {}", store.backend().kind(), common::store_round_trips(store.metrics(), store.backend().kind()));
         if report.contains("Non-2xx") || report.contains("Socket errors") || rps == 0.0 {
             failed = true;
         }

@@ -92,7 +92,7 @@ fn bound_call(c: &mut Criterion, url: &str) {
         for (name, kind) in [("memory", BackendKind::Memory), ("redis", BackendKind::Redis)] {
             let s = section(kind, url);
             let metrics = Arc::new(StoreMetrics::default());
-            let state = DeploymentState::with_backend(backend(kind, url), &s, metrics);
+            let state = DeploymentState::with_backend(backend(kind, url), &s, Arc::clone(&metrics));
             let mut verifier = f.component_on(crypto, state);
             group.bench_function(name, |b| {
                 b.iter_batched(
@@ -104,6 +104,7 @@ fn bound_call(c: &mut Criterion, url: &str) {
                     BatchSize::SmallInput,
                 )
             });
+            println!("{group_name}/{name}: {}", common::store_round_trips(&metrics, name));
         }
         group.finish();
     }

@@ -134,3 +134,24 @@ impl agentgate::SharedState for AcceptEveryProof {
         agentgate_engine::StatusListAnswer::Unavailable("no status lists here".into())
     }
 }
+
+/// What `DeploymentState` itself timed around each `remember_proof` inside checks
+/// (warm-ups included), from its `/metrics` histogram: the store's share of a check.
+pub fn store_round_trips(metrics: &agentgate::state::StoreMetrics, backend: &str) -> String {
+    let mut text = String::new();
+    metrics.render(backend, &mut text);
+    let value = |name: &str| -> f64 {
+        text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    let count = value(&format!("agentgate_store_round_trip_seconds_count{{backend=\"{backend}\"}}"));
+    let sum = value(&format!("agentgate_store_round_trip_seconds_sum{{backend=\"{backend}\"}}"));
+    let share = |le: &str| 100.0 * value(&format!("agentgate_store_round_trip_seconds_bucket{{backend=\"{backend}\",le=\"{le}\"}}")) / count.max(1.0);
+    format!(
+        "{count} store round trips inside the checks, mean {:.1} µs; ≤ 50 µs: {:.0} %, ≤ 100 µs: {:.0} %, ≤ 250 µs: {:.0} %, ≤ 500 µs: {:.0} %",
+        sum / count.max(1.0) * 1e6,
+        share("0.00005"),
+        share("0.0001"),
+        share("0.00025"),
+        share("0.0005"),
+    )
+}

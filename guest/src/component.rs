@@ -123,6 +123,10 @@ impl wit_engine::GuestVerifier for ComponentVerifier {
         to_wit(decision)
     }
 
+    fn visible_tools(&self, request: wit::CheckRequest, tools: Vec<String>) -> Result<Vec<bool>, wit::Decision> {
+        self.engine.visible_tools(&from_wit(request), &tools).map_err(to_wit)
+    }
+
     fn set_revocations(&self, revocations_json: String) -> Result<u32, String> {
         let count = self.engine.set_revocations(&revocations_json)?;
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
@@ -158,6 +162,7 @@ fn to_wit(d: crate::Decision) -> wit::Decision {
         token_id: d.token_id,
         key_thumbprint: d.key_thumbprint,
         dpop_nonce: d.dpop_nonce,
+        required_scope: d.required_scope,
     }
 }
 
@@ -174,6 +179,7 @@ fn outcome_to_wit(o: Outcome) -> wit::Outcome {
         Outcome::EngineError => wit::Outcome::EngineError,
         Outcome::Unavailable => wit::Outcome::Unavailable,
         Outcome::RateLimited => wit::Outcome::RateLimited,
+        Outcome::InsufficientScope => wit::Outcome::InsufficientScope,
     }
 }
 

@@ -32,11 +32,14 @@ pub enum Outcome {
     Unavailable,
     /// The proof key has as many live proofs as the host allows one key.
     RateLimited,
+    /// Credentials are valid, but the token lacks a scope that a permitting policy asks for
+    /// (`@scope`); the decision names it (`required_scope`) so the client can step up.
+    InsufficientScope,
 }
 
 impl Outcome {
     /// Every outcome, in the documented order.
-    pub const ALL: [Outcome; 11] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Allowed,
         Outcome::PolicyDenied,
         Outcome::InvalidRequest,
@@ -48,6 +51,7 @@ impl Outcome {
         Outcome::EngineError,
         Outcome::Unavailable,
         Outcome::RateLimited,
+        Outcome::InsufficientScope,
     ];
 
     /// The stable snake_case name.
@@ -64,6 +68,7 @@ impl Outcome {
             Outcome::EngineError => "engine_error",
             Outcome::Unavailable => "unavailable",
             Outcome::RateLimited => "rate_limited",
+            Outcome::InsufficientScope => "insufficient_scope",
         }
     }
 
@@ -136,6 +141,8 @@ pub struct Decision {
     pub key_thumbprint: Option<String>,
     /// A fresh DPoP nonce the client must use.
     pub dpop_nonce: Option<String>,
+    /// With `InsufficientScope`: the token scope that would permit the call.
+    pub required_scope: Option<String>,
 }
 
 impl Decision {
@@ -168,6 +175,7 @@ impl Decision {
             token_id: facts.token_id,
             key_thumbprint: facts.key_thumbprint,
             dpop_nonce: None,
+            required_scope: None,
         }
     }
 }

@@ -170,10 +170,15 @@ impl Engine {
         match self.run(request, &mut facts, &mut trace) {
             Ok(answer) => Decision {
                 allowed: answer.allowed,
-                outcome: if answer.allowed { Outcome::Allowed } else { Outcome::PolicyDenied },
+                outcome: match (answer.allowed, &answer.required_scope) {
+                    (true, _) => Outcome::Allowed,
+                    (false, Some(_)) => Outcome::InsufficientScope,
+                    (false, None) => Outcome::PolicyDenied,
+                },
                 reason: answer.reason,
                 policies: answer.policies,
                 errors: answer.errors,
+                required_scope: answer.required_scope,
                 ..Decision::from_facts(facts)
             },
             Err(denial) => {
@@ -185,7 +190,39 @@ impl Engine {
         }
     }
 
+    /// Which of `tools` (MCP tool names) a `tools/list` caller may see: those some call could be
+    /// permitted for, whatever its arguments (`Authorizer::tool_visible`). The request's
+    /// credentials are verified as by `check` — but its proof is not spent again: a host asks
+    /// this only for a `tools/list` request it has already decided allowed. A request whose
+    /// credentials do not verify gets that denial instead.
+    pub fn visible_tools(&self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Decision> {
+        let mut facts = VerifiedFacts::default();
+        match self.verify(request, &mut facts, &mut None, false) {
+            Ok(call) => Ok(tools.iter().map(|tool| self.authorizer.tool_visible(call.principal_kind, &call.principal_id, tool, &call.context)).collect()),
+            Err(denial) => Err(Decision::denied(denial, facts)),
+        }
+    }
+
     fn run(&self, req: &CheckRequest, facts: &mut VerifiedFacts, trace: &mut Option<&mut Trace>) -> Result<PolicyAnswer, Denial> {
+        let call = self.verify(req, facts, trace, true)?;
+        let authz = AuthzCall {
+            principal_kind: call.principal_kind,
+            principal_id: &call.principal_id,
+            action: &req.action,
+            resource: &req.resource,
+            facts: &call.context,
+            input: req.context_json.as_deref(),
+            entities: req.entities_json.as_deref(),
+        };
+        if let Some(t) = trace.as_deref_mut() {
+            t.request = self.authorizer.describe(&authz).ok();
+        }
+        self.authorizer.authorize(&authz)
+    }
+
+    /// Every check but the policies: the credentials, their binding, identity, revocation, status,
+    /// and (with `spend_proof`) the proof's single use. The verified facts for Cedar come back.
+    fn verify(&self, req: &CheckRequest, facts: &mut VerifiedFacts, trace: &mut Option<&mut Trace>, spend_proof: bool) -> Result<VerifiedCall, Denial> {
         let mut step = |name: &str, detail: String| {
             if let Some(t) = trace.as_deref_mut() {
                 t.steps.push((name.to_owned(), detail));
@@ -239,7 +276,9 @@ impl Engine {
             step("status list", checked);
         }
 
-        if let Some(p) = &proof {
+        if let Some(p) = &proof
+            && spend_proof
+        {
             self.remember_proof(p, now)?;
             step("replay", "proof `jti` is fresh".into());
         }
@@ -266,19 +305,7 @@ impl Engine {
             trust_domain: identity.as_ref().map(|i| i.spiffe_id.trust_domain().to_owned()).unwrap_or_default(),
             agent_id: identity.as_ref().map(|i| i.spiffe_id.as_str().to_owned()).unwrap_or_default(),
         };
-        let call = AuthzCall {
-            principal_kind,
-            principal_id: &principal_id,
-            action: &req.action,
-            resource: &req.resource,
-            facts: &context,
-            input: req.context_json.as_deref(),
-            entities: req.entities_json.as_deref(),
-        };
-        if let Some(t) = trace.as_deref_mut() {
-            t.request = self.authorizer.describe(&call).ok();
-        }
-        self.authorizer.authorize(&call)
+        Ok(VerifiedCall { principal_kind, principal_id, context })
     }
 
     fn check_sizes(&self, req: &CheckRequest) -> Result<(), Denial> {
@@ -470,6 +497,13 @@ impl Engine {
             ProofAnswer::Unavailable(why) => Err(Denial::new(Outcome::Unavailable, format!("the replay store could not be consulted: {why}"))),
         }
     }
+}
+
+/// What `verify` established about a call, for Cedar.
+struct VerifiedCall {
+    principal_kind: PrincipalKind,
+    principal_id: String,
+    context: ContextFacts,
 }
 
 /// Status lists an engine keeps verified at once.

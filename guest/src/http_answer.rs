@@ -25,6 +25,8 @@ pub fn status(decision: &Decision, dialect: Dialect) -> u16 {
         Outcome::InvalidToken | Outcome::InvalidDpopProof | Outcome::UseDpopNonce | Outcome::Revoked | Outcome::Replayed => 401,
         Outcome::InvalidRequest if dialect != Dialect::Nginx => 400,
         Outcome::RateLimited if dialect != Dialect::Nginx => 429,
+        // RFC 6750 §3.1: a token without the scope a call needs.
+        Outcome::InsufficientScope => 403,
         // Worth retrying, but only where a 5xx cannot turn into an allow.
         Outcome::Unavailable if dialect == Dialect::Standard => 503,
         // Fail closed everywhere else: a policy deny, anything behind nginx but a 401, an engine
@@ -41,19 +43,43 @@ pub fn retry_after(decision: &Decision, dialect: Dialect) -> Option<u32> {
     }
 }
 
-/// The `WWW-Authenticate` value for a 401, if the decision is one.
+/// The `WWW-Authenticate` value for a 401 (or a 403 `insufficient_scope`), if the decision is one.
 pub fn challenge(decision: &Decision) -> Option<String> {
     let error = match decision.outcome {
         Outcome::InvalidToken | Outcome::Revoked => "invalid_token",
         Outcome::InvalidDpopProof | Outcome::Replayed => "invalid_dpop_proof",
         Outcome::UseDpopNonce => "use_dpop_nonce",
+        Outcome::InsufficientScope => "insufficient_scope",
         _ => return None,
     };
     Some(if decision.reason.starts_with(NO_CREDENTIALS) {
         r#"DPoP algs="ES256""#.to_owned()
     } else {
-        format!(r#"DPoP error="{error}", error_description="{}", algs="ES256""#, quoted_string(&decision.reason))
+        let scope = scope_param(decision);
+        format!(r#"DPoP error="{error}", error_description="{}"{scope}, algs="ES256""#, quoted_string(&decision.reason))
     })
+}
+
+/// Every `WWW-Authenticate` challenge for a decision, in order, when the protected resource
+/// publishes metadata (RFC 9728 §5.1): first a `Bearer` challenge carrying `resource_metadata`
+/// (and, for `insufficient_scope`, the error and the `scope` to ask for) — clients such as the MCP
+/// SDK read only a challenge whose first scheme is `Bearer` — then the `DPoP` challenge (RFC 9449
+/// §7.1 allows both), also carrying `resource_metadata`.
+pub fn challenges(decision: &Decision, resource_metadata: Option<&str>) -> Vec<String> {
+    let Some(dpop) = challenge(decision) else { return Vec::new() };
+    let Some(metadata) = resource_metadata else { return vec![dpop] };
+    let metadata = format!(r#"resource_metadata="{}""#, quoted_string(metadata));
+    let bearer = match decision.outcome {
+        Outcome::InsufficientScope => {
+            format!(r#"Bearer error="insufficient_scope", error_description="{}"{}, {metadata}"#, quoted_string(&decision.reason), scope_param(decision))
+        }
+        _ => format!("Bearer {metadata}"),
+    };
+    vec![bearer, format!("{dpop}, {metadata}")]
+}
+
+fn scope_param(decision: &Decision) -> String {
+    decision.required_scope.as_deref().map(|s| format!(r#", scope="{}""#, quoted_string(s))).unwrap_or_default()
 }
 
 /// A reason as the content of a `quoted-string` (RFC 9110 §5.6.4): visible ASCII, `"` and `\`
@@ -116,6 +142,19 @@ mod tests {
         );
         assert_eq!(challenge(&decision(Outcome::InvalidToken, "no access token was presented (`Authorization` header)")).as_deref(), Some(r#"DPoP algs="ES256""#));
         assert!(challenge(&decision(Outcome::PolicyDenied, "x")).is_none());
+        let mut step_up = decision(Outcome::InsufficientScope, "the token lacks the scope `files.write`");
+        step_up.required_scope = Some("files.write".into());
+        assert_eq!(status(&step_up, Dialect::Nginx), 403);
+        assert_eq!(
+            challenges(&step_up, Some("https://files.example.com/.well-known/oauth-protected-resource/mcp")),
+            vec![
+                r#"Bearer error="insufficient_scope", error_description="the token lacks the scope `files.write`", scope="files.write", resource_metadata="https://files.example.com/.well-known/oauth-protected-resource/mcp""#.to_owned(),
+                r#"DPoP error="insufficient_scope", error_description="the token lacks the scope `files.write`", scope="files.write", algs="ES256", resource_metadata="https://files.example.com/.well-known/oauth-protected-resource/mcp""#.to_owned(),
+            ]
+        );
+        let none = decision(Outcome::InvalidToken, "no access token was presented (`Authorization` header)");
+        assert_eq!(challenges(&none, Some("https://x/m")), vec![r#"Bearer resource_metadata="https://x/m""#.to_owned(), r#"DPoP algs="ES256", resource_metadata="https://x/m""#.to_owned()]);
+        assert_eq!(challenges(&none, None), vec![r#"DPoP algs="ES256""#.to_owned()]);
         assert_eq!(header_safe("alice é,x"), "alice %C3%A9%2Cx");
     }
 }

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod http_answer;
 pub mod identity;
 pub mod jose;
+pub mod mcp;
 pub mod nonce;
 pub mod request;
 pub mod revocation;

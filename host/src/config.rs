@@ -65,6 +65,10 @@ pub struct ConfigFile {
     /// Where state shared across calls lives: proof ids, the revocation list, status lists.
     #[serde(default)]
     pub state: StateSection,
+    /// OAuth Protected Resource Metadata (RFC 9728) for clients that discover the authorization
+    /// server from the resource (MCP clients).
+    #[serde(default)]
+    pub protected_resource: Option<ProtectedResourceSection>,
 }
 
 /// `[state]`: the store behind replay protection and revocation (host/src/state/).
@@ -270,6 +274,11 @@ pub struct ServerSection {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT; connections still open
     /// then (idle, half-sent, or stuck) are closed.
     pub drain_timeout_secs: u64,
+    /// Reverse-proxy mode: `http://host[:port]` of the service agentgate protects. Every request
+    /// that is not one of agentgate's own endpoints is decided (MCP calls from their JSON-RPC
+    /// body, other paths by the route table) and, when allowed, forwarded there, the response
+    /// streamed back.
+    pub upstream: Option<String>,
 }
 
 /// `[server.decision_api]`: authentication of the decision APIs. Forward-auth keeps its own rule
@@ -340,6 +349,7 @@ impl Default for ServerSection {
             request_timeout_secs: 30,
             max_connections: 1024,
             drain_timeout_secs: 10,
+            upstream: None,
         }
     }
 }
@@ -367,6 +377,70 @@ pub struct McpEntry {
     pub path: String,
     /// Resource id for calls that name no tool, prompt or resource (`McpServer::"<server>"`).
     pub server: String,
+    /// Origins (`scheme://host[:port]`) whose browsers may call the endpoint; a request with an
+    /// `Origin` header not listed is refused (403, DNS-rebinding defence). Empty: not checked.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+/// `[protected_resource]`: OAuth 2.0 Protected Resource Metadata (RFC 9728), served at
+/// `/.well-known/oauth-protected-resource` and its path-inserted form, and named in every 401.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedResourceSection {
+    /// The resource identifier: an `https` URL, one of `audiences` (RFC 8707, RFC 9068).
+    pub resource: String,
+    /// Issuer identifiers of the authorization servers that issue tokens for it (each a
+    /// configured `[[issuers]]` issuer).
+    pub authorization_servers: Vec<String>,
+    /// Scopes clients may ask for.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// A human-readable name.
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    /// Where developers read about it.
+    #[serde(default)]
+    pub resource_documentation: Option<String>,
+}
+
+impl ProtectedResourceSection {
+    /// The metadata URL for the resource (RFC 9728 §3.1: the well-known path inserted between
+    /// the host and the resource's path).
+    pub fn metadata_url(&self) -> Result<String, String> {
+        let url = url::Url::parse(&self.resource).map_err(|e| format!("`[protected_resource] resource` is not a URL: {e}"))?;
+        let path = url.path().trim_end_matches('/');
+        Ok(format!("{}/.well-known/oauth-protected-resource{path}", url.origin().ascii_serialization()))
+    }
+
+    /// The path `serve` answers the metadata at (and the bare well-known path).
+    pub fn metadata_path(&self) -> Result<String, String> {
+        let url = url::Url::parse(&self.resource).map_err(|e| format!("`[protected_resource] resource` is not a URL: {e}"))?;
+        Ok(format!("/.well-known/oauth-protected-resource{}", url.path().trim_end_matches('/')))
+    }
+
+    /// Checks the section against the rest of the configuration.
+    fn validate(&self, file: &ConfigFile) -> Result<(), String> {
+        let url = url::Url::parse(&self.resource).map_err(|e| format!("`[protected_resource] resource` is not a URL: {e}"))?;
+        if url.scheme() != "https" || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("`[protected_resource] resource` `{}` must be an https URL without query or fragment (RFC 9728 §1.2)", self.resource));
+        }
+        if !file.audiences.contains(&self.resource) {
+            return Err(format!(
+                "`[protected_resource] resource` `{}` is not one of `audiences`: tokens for it would be refused (RFC 8707, RFC 9068 §4)",
+                self.resource
+            ));
+        }
+        if self.authorization_servers.is_empty() {
+            return Err("`[protected_resource] authorization_servers` is empty: clients could not find where to get a token".into());
+        }
+        for server in &self.authorization_servers {
+            if !file.issuers.iter().any(|i| &i.issuer == server) {
+                return Err(format!("`[protected_resource] authorization_servers` names `{server}`, which is not a configured `[[issuers]]` issuer"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[audit]`.
@@ -543,6 +617,15 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
     let mut file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::at(path, e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     file.state.validate(&file.runtime).map_err(|e| ConfigError::at(path, e))?;
+    if let Some(pr) = &file.protected_resource {
+        pr.validate(&file).map_err(|e| ConfigError::at(path, e))?;
+    }
+    if let Some(upstream) = &file.server.upstream {
+        let url = url::Url::parse(upstream).map_err(|e| ConfigError::at(path, format!("`[server] upstream` is not a URL: {e}")))?;
+        if url.scheme() != "http" || url.host_str().is_none() || url.path() != "/" || url.query().is_some() {
+            return Err(ConfigError::at(path, format!("`[server] upstream` `{upstream}` must be `http://host[:port]` (agentgate forwards over plain HTTP to a service beside it)")));
+        }
+    }
     file.state = file.state.clone().resolved(dir);
     let mut sources = vec![path.to_path_buf()];
     // `full` is already resolved against the config's directory.

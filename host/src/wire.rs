@@ -98,6 +98,9 @@ pub struct DecisionJson {
     /// Fresh DPoP nonce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_nonce: Option<String>,
+    /// With `insufficient_scope`: the scope that would permit the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_scope: Option<String>,
 }
 
 impl From<&Decision> for DecisionJson {
@@ -114,6 +117,7 @@ impl From<&Decision> for DecisionJson {
             token_id: d.token_id.clone(),
             key_thumbprint: d.key_thumbprint.clone(),
             dpop_nonce: d.dpop_nonce.clone(),
+            required_scope: d.required_scope.clone(),
         }
     }
 }

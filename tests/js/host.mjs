@@ -105,7 +105,8 @@ export const outcomeName = (kebab) => kebab.replaceAll('-', '_');
 
 /**
  * The decision JSON of `agentgate check` (`DecisionJson` in host/src/wire.rs): same members, same
- * order, `null` for absent options except `key_thumbprint` and `dpop_nonce`, which are omitted.
+ * order, `null` for absent options except `key_thumbprint`, `dpop_nonce` and `required_scope`,
+ * which are omitted.
  */
 export function toDecisionJson(d) {
   const json = {
@@ -121,6 +122,7 @@ export function toDecisionJson(d) {
   };
   if (d.keyThumbprint != null) json.key_thumbprint = d.keyThumbprint;
   if (d.dpopNonce != null) json.dpop_nonce = d.dpopNonce;
+  if (d.requiredScope != null) json.required_scope = d.requiredScope;
   return json;
 }
 

@@ -146,6 +146,13 @@ impl ContextPlan {
         self.declared.contains_key(INPUT)
     }
 
+    /// Some `input` of the declared type (empty strings, zeros, `false`, empty sets, required
+    /// attributes only). A policy that never reads `context.input` decides the same for every
+    /// input, so its answer on this one is its answer on all (`Authorizer::tool_visible`).
+    pub fn placeholder_input(&self) -> Option<Value> {
+        self.declared.get(INPUT).map(placeholder)
+    }
+
     /// The context JSON for one call: exactly the declared attributes (shown by `explain`).
     pub fn build_json(&self, facts: &ContextFacts, input: Option<&Value>) -> Value {
         let mut supplied = supplied_values(facts);
@@ -307,6 +314,23 @@ fn restricted(value: &Value, ty: &CedarType, path: &str, names: &super::TypeName
             // validation below rejects malformed values.
             Ok(parsed)
         }
+    }
+}
+
+fn placeholder(ty: &CedarType) -> Value {
+    match ty {
+        CedarType::Bool => Value::Bool(false),
+        CedarType::Long => json!(0),
+        CedarType::String => json!(""),
+        CedarType::Set(_) => json!([]),
+        CedarType::Record(attrs) => Value::Object(attrs.iter().filter(|(_, (_, required))| *required).map(|(n, (t, _))| (n.clone(), placeholder(t))).collect()),
+        CedarType::Entity(name) => json!({ "__entity": { "type": name, "id": "" } }),
+        CedarType::Extension(name) => json!(match name.as_str() {
+            "ipaddr" => "0.0.0.0",
+            "decimal" => "0.0",
+            "datetime" => "1970-01-01",
+            _ => "0ms",
+        }),
     }
 }
 

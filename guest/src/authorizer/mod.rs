@@ -122,6 +122,9 @@ pub struct PolicyAnswer {
     pub errors: Vec<String>,
     /// Human reason.
     pub reason: String,
+    /// For a deny that one more token scope would turn into an allow: that scope (a permit's
+    /// `@scope` annotation), so the client can step up (RFC 6750 §3.1 `insufficient_scope`).
+    pub required_scope: Option<String>,
 }
 
 /// The parts of a built request kept for reasons and `explain`.
@@ -312,8 +315,39 @@ impl Authorizer {
         Ok((request, parts))
     }
 
-    /// Builds the request and evaluates the policies.
+    /// Builds the request and evaluates the policies. A deny that no `forbid` decided is tried
+    /// again with each scope a permit asks for (`@scope`, sorted): if one turns it into an allow,
+    /// the answer names it (`required_scope`).
     pub fn authorize(&self, call: &AuthzCall<'_>) -> Result<PolicyAnswer, Denial> {
+        let mut answer = self.evaluate(call)?;
+        if !answer.allowed && answer.policies.is_empty() {
+            for scope in self.step_up_scopes() {
+                if call.facts.scopes.iter().any(|s| s == scope) {
+                    continue;
+                }
+                let mut facts = call.facts.clone();
+                facts.scopes.push(scope.to_owned());
+                let wider = self.evaluate(&AuthzCall { facts: &facts, ..*call })?;
+                if wider.allowed {
+                    let permits = wider.policies.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+                    answer.reason = format!("the token lacks the scope {} that {permits} asks for", quote(scope));
+                    answer.required_scope = Some(scope.to_owned());
+                    break;
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The scopes permits ask for (`@scope`), sorted, each once.
+    fn step_up_scopes(&self) -> impl Iterator<Item = &str> {
+        let mut scopes: Vec<&str> = self.policies.traits.values().filter_map(|t| t.step_up_scope.as_deref()).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes.into_iter()
+    }
+
+    fn evaluate(&self, call: &AuthzCall<'_>) -> Result<PolicyAnswer, Denial> {
         let (request, parts) = self.build(call)?;
         let parsed_entities;
         let entities = match call.entities {
@@ -335,7 +369,43 @@ impl Authorizer {
         } else {
             format!("no policy permits {} to {} {}", parts.principal, parts.action, parts.resource)
         };
-        Ok(PolicyAnswer { allowed, policies, errors, reason })
+        Ok(PolicyAnswer { allowed, policies, errors, reason, required_scope: None })
+    }
+
+    /// Whether some call to the MCP tool `tool` (its own action on `Tool::"<tool>"`, as
+    /// `agentgate schema mcp` declares it) by this caller could be permitted, whatever its
+    /// arguments: what `tools/list` may show. Decided soundly without partial evaluation:
+    ///
+    /// - the policies are evaluated once with a placeholder `input` of the declared type;
+    /// - a policy that never reads `context.input` decides the same for every input, so if such a
+    ///   `forbid` applies, no call can be permitted (hidden), and if such a `permit` applies while
+    ///   no `forbid` does, this very call is (shown);
+    /// - a policy that reads the input might go either way: one such `permit` is enough to show
+    ///   the tool, and a `forbid` of that kind never hides it;
+    /// - a tool whose action the schema does not declare cannot be called (hidden).
+    ///
+    /// Errors make a policy not apply (Cedar's rule), so they never hide a tool a permit could
+    /// allow. The answer errs towards showing: hiding is only ever certain.
+    pub fn tool_visible(&self, principal_kind: PrincipalKind, principal_id: &str, tool: &str, facts: &ContextFacts) -> bool {
+        let Some(plan) = self.plans.get(tool) else { return false };
+        let input = plan.placeholder_input().map(|v| v.to_string());
+        let resource = EntityRef { type_name: "Tool".into(), id: tool.to_owned() };
+        let call = AuthzCall { principal_kind, principal_id, action: tool, resource: &resource, facts, input: input.as_deref(), entities: None };
+        let Ok(answer) = self.evaluate(&call) else { return false };
+        let traits = |id: &str| self.policies.traits.get(&PolicyId::new(id));
+        if answer.allowed {
+            return true;
+        }
+        // Denied, and the determining policies are the forbids that applied.
+        if answer.policies.iter().any(|p| traits(p).is_none_or(|t| !t.reads_input)) {
+            return false; // a forbid that applies whatever the arguments
+        }
+        if !answer.policies.is_empty() {
+            return true; // only forbids that read the arguments: other arguments may escape them
+        }
+        // No policy applied. Input-blind permits are false for every input; one that reads the
+        // input may hold for other arguments.
+        self.policies.traits.values().any(|t| t.permit && t.reads_input)
     }
 }
 

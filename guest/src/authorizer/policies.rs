@@ -24,12 +24,64 @@ pub struct LoadedPolicies {
     pub set: PolicySet,
     /// Source of each policy, by id.
     pub sources: HashMap<PolicyId, PolicySource>,
+    /// What the engine reads from each policy beyond Cedar's evaluation, by id.
+    pub traits: HashMap<PolicyId, PolicyTraits>,
+}
+
+/// What the engine knows about a policy from its text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyTraits {
+    /// It is a `permit`.
+    pub permit: bool,
+    /// `@scope("…")`: the token scope this permit asks for, so that a call denied for want of it
+    /// can be answered `insufficient_scope` with that scope (RFC 6750 §3.1 step-up).
+    pub step_up_scope: Option<String>,
+    /// Its conditions may read `context.input` (or the whole `context`): its answer can depend on
+    /// the caller's arguments.
+    pub reads_input: bool,
+}
+
+impl PolicyTraits {
+    fn of(policy: &Policy) -> Result<Self, String> {
+        let json = policy.to_json().map_err(|e| e.to_string())?;
+        Ok(PolicyTraits {
+            permit: policy.effect() == cedar_policy::Effect::Permit,
+            step_up_scope: policy.annotation("scope").map(str::to_owned),
+            reads_input: reads_input(&json),
+        })
+    }
+}
+
+/// Whether a policy's JSON form (Cedar's EST) may read `context.input`: an attribute access or
+/// `has` on `context` naming `input`, or `context` used as a whole (compared, passed on). A
+/// conservative answer: `true` whenever unsure.
+fn reads_input(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let context = serde_json::json!({ "Var": "context" });
+    match v {
+        Value::Object(m) => {
+            for op in [".", "has"] {
+                if let Some(Value::Object(access)) = m.get(op)
+                    && access.get("left") == Some(&context)
+                {
+                    return access.get("attr").and_then(Value::as_str).is_none_or(|attr| attr == "input");
+                }
+            }
+            if v == &context {
+                return true;
+            }
+            m.values().any(reads_input)
+        }
+        Value::Array(items) => items.iter().any(reads_input),
+        _ => false,
+    }
 }
 
 /// Parses every file; unusable policies are problems naming file, line and column.
 pub fn load(files: &[(String, String)]) -> Result<LoadedPolicies, Vec<Problem>> {
     let mut set = PolicySet::new();
     let mut sources = HashMap::new();
+    let mut traits = HashMap::new();
     for (file, text) in files {
         let parsed = PolicySet::from_str(text).map_err(|errors| errors.iter().map(|e| Problem::at(file, text, e)).collect::<Vec<_>>())?;
         if parsed.templates().next().is_some() {
@@ -57,11 +109,19 @@ pub fn load(files: &[(String, String)]) -> Result<LoadedPolicies, Vec<Problem>> 
                 let first: &PolicySource = first;
                 return Err(vec![Problem::general(&format!("{file}:{line}"), format!("policy id `{id}` is already used at {}:{}", first.file, first.line))]);
             }
+            let policy_traits = PolicyTraits::of(policy).map_err(|e| vec![Problem::general(&format!("{file}:{line}"), e)])?;
+            if policy_traits.step_up_scope.as_deref().is_some_and(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+                return Err(vec![Problem::general(&format!("{file}:{line}"), "`@scope` names one scope: a non-empty string without spaces")]);
+            }
+            if policy_traits.step_up_scope.is_some() && !policy_traits.permit {
+                return Err(vec![Problem::general(&format!("{file}:{line}"), "`@scope` belongs on a `permit`: it names the scope that permit asks for")]);
+            }
             set.add(policy.new_id(id.clone())).map_err(|e| vec![Problem::general(&format!("{file}:{line}"), e.to_string())])?;
+            traits.insert(id.clone(), policy_traits);
             sources.insert(id, PolicySource { file: file.clone(), line, text: written });
         }
     }
-    Ok(LoadedPolicies { set, sources })
+    Ok(LoadedPolicies { set, sources, traits })
 }
 
 #[cfg(test)]
@@ -90,6 +150,27 @@ mod tests {
         let err = load(&files(&[("ok.cedar", "permit(principal, action, resource);"), ("bad.cedar", "permit(principal, action, resource);\npermit(principal, action resource);")]));
         let err = super::super::diagnostics::lines(&err.err().unwrap_or_default());
         assert!(err.starts_with("bad.cedar:2:"), "{err}");
+    }
+
+    #[test]
+    fn traits_say_which_policies_read_the_input_and_which_scope_a_permit_asks_for() {
+        let loaded = load(&files(&[(
+            "t.cedar",
+            r#"@id("a") @scope("files.write") permit(principal, action, resource) when { context.scopes.contains("files.write") };
+               @id("b") forbid(principal, action, resource) when { context.input.path like "/etc/*" };
+               @id("c") forbid(principal, action, resource) when { context has input && principal is Agent };
+               @id("d") permit(principal, action, resource) when { context.token.age_secs < 60 && resource has owner };
+               @id("e") permit(principal, action, resource) when { context == {} };"#,
+        )]))
+        .unwrap();
+        let t = |id: &str| loaded.traits.get(&PolicyId::new(id)).cloned().unwrap();
+        assert_eq!(t("a"), PolicyTraits { permit: true, step_up_scope: Some("files.write".into()), reads_input: false });
+        assert!(t("b").reads_input && !t("b").permit);
+        assert!(t("c").reads_input, "`context has input` depends on the input");
+        assert!(!t("d").reads_input);
+        assert!(t("e").reads_input, "`context` as a whole includes the input");
+        let misplaced = load(&files(&[("t.cedar", "@scope(\"x\") forbid(principal, action, resource);")]));
+        assert!(misplaced.is_err());
     }
 
     #[test]

@@ -191,6 +191,7 @@ pub(crate) fn decision_from_wit(d: wit::Decision) -> Decision {
         wit::Outcome::EngineError => Outcome::EngineError,
         wit::Outcome::Unavailable => Outcome::Unavailable,
         wit::Outcome::RateLimited => Outcome::RateLimited,
+        wit::Outcome::InsufficientScope => Outcome::InsufficientScope,
     };
     Decision {
         // Trust nothing but `allowed` + `Allowed` together: a component that reports one without the
@@ -206,5 +207,6 @@ pub(crate) fn decision_from_wit(d: wit::Decision) -> Decision {
         token_id: d.token_id,
         key_thumbprint: d.key_thumbprint,
         dpop_nonce: d.dpop_nonce,
+        required_scope: d.required_scope,
     }
 }
