@@ -31,6 +31,10 @@ const NONCE_CONFIG: &str = "tests/configs/mail-nonce.toml";
 const IDENTITY_CONFIG: &str = "tests/configs/mail-identity.toml";
 const DPOP_OFF_CONFIG: &str = "tests/configs/home-dpop-off.toml";
 const STATUS_REQUIRED_CONFIG: &str = "tests/configs/mail-status-required.toml";
+const FILES: &str = "policies/mcp/agentgate.toml";
+const FILES_AUD: &str = "https://files.example.com";
+const FILES_URI: &str = "https://files.example.com/mcp";
+const FILES_AGENT: &str = "spiffe://agents.example/files-assistant";
 const STATUS_URI: &str = "https://auth.demo.agentgate.dev/status/1";
 const ISSUER: &str = "https://auth.demo.agentgate.dev";
 const MAIL_AUD: &str = "https://mail.example.com";
@@ -232,6 +236,37 @@ impl Gen {
             resource: EntityRef { type_name: "Mailbox".into(), id: "alice".into() },
             context: None,
             entities: Some(mailbox("alice")),
+            now: Some(T0),
+        }
+    }
+
+    /// A bound MCP tool call (policies/mcp) as reverse-proxy mode maps a `tools/call` body:
+    /// the tool's own action on `Tool::"<tool>"`, its `arguments` as `context.input`.
+    fn files_call(&mut self, scope: &str, tool: &str, arguments: Value) -> RequestJson {
+        let claims = obj(json!({
+            "iss": ISSUER,
+            "sub": "alice",
+            "aud": FILES_AUD,
+            "client_id": "files-app",
+            "iat": T0 - 10,
+            "exp": T0 + 290,
+            "jti": self.jti("at"),
+            "scope": scope,
+            "act": {"sub": FILES_AGENT},
+            "cnf": {"jkt": self.agent.thumbprint()},
+        }));
+        let token = self.token(&claims);
+        let proof_claims = self.proof_claims("POST", FILES_URI, &token);
+        let proof = sign(&self.agent, &Gen::proof_header(&self.agent), &Value::Object(proof_claims));
+        RequestJson {
+            authorization: Some(format!("DPoP {token}")),
+            dpop: Some(proof),
+            agent_identity: None,
+            http: Some(HttpRequest { method: "POST".into(), uri: FILES_URI.into() }),
+            action: tool.into(),
+            resource: EntityRef { type_name: "Tool".into(), id: tool.into() },
+            context: Some(arguments),
+            entities: None,
             now: Some(T0),
         }
     }
@@ -1081,6 +1116,15 @@ fn build() -> Vec<(String, Vector)> {
     let c = g.mail_claims();
     let r = g.bound_call(&c);
     g.push_with("revocation_not_yet_expired", "a revocation with an `expires` in the future applies", MAIL, Some(json!({"agents": [{"id": ASSISTANT, "expires": T0 + 60}]})), vec![Step { request: r, expect: deny("revoked", "agent `spiffe://agents.example/mail-assistant` is revoked") }]);
+
+    // Step-up (`@scope` on the permitting policy, policies/mcp): a call denied only for a scope
+    // names it; one a `forbid` refuses does not.
+    let r = g.files_call("files.read files.write", "delete_file", json!({"path": "/workspace/old.md"}));
+    g.one("mcp_step_up_names_the_missing_scope", "a tool call whose grant needs a scope the token lacks is `insufficient_scope`", FILES, r, deny("insufficient_scope", "the token lacks the scope `files.delete`"));
+    let r = g.files_call("files.read files.write files.delete", "delete_file", json!({"path": "/etc/passwd"}));
+    g.one("mcp_forbid_is_not_a_step_up", "a call a `forbid` refuses is `policy_denied`, whatever scope the token could add", FILES, r, deny("policy_denied", ""));
+    let r = g.files_call("files.read", "read_file", json!({"path": "/workspace/notes.md"}));
+    g.one("mcp_tool_call_from_the_body", "a tool call decided as the tool's own action with its arguments as `context.input`", FILES, r, allow(&["files-read-tools"]));
 
     g.vectors
 }

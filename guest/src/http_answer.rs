@@ -60,22 +60,40 @@ pub fn challenge(decision: &Decision) -> Option<String> {
     })
 }
 
-/// Every `WWW-Authenticate` challenge for a decision, in order, when the protected resource
-/// publishes metadata (RFC 9728 §5.1): first a `Bearer` challenge carrying `resource_metadata`
-/// (and, for `insufficient_scope`, the error and the `scope` to ask for) — clients such as the MCP
-/// SDK read only a challenge whose first scheme is `Bearer` — then the `DPoP` challenge (RFC 9449
-/// §7.1 allows both), also carrying `resource_metadata`.
-pub fn challenges(decision: &Decision, resource_metadata: Option<&str>) -> Vec<String> {
-    let Some(dpop) = challenge(decision) else { return Vec::new() };
-    let Some(metadata) = resource_metadata else { return vec![dpop] };
-    let metadata = format!(r#"resource_metadata="{}""#, quoted_string(metadata));
+/// Every `WWW-Authenticate` challenge for a decision, in order. With `dpop` (a deployment that
+/// accepts DPoP) and published metadata (RFC 9728 §5.1): first a `Bearer` challenge carrying
+/// `resource_metadata` (and, for `insufficient_scope`, the error and the `scope` to ask for) —
+/// clients such as the MCP SDK read only a challenge whose first scheme is `Bearer` — then the
+/// `DPoP` challenge (RFC 9449 §7.1 allows both), also carrying `resource_metadata`. Without `dpop`
+/// (`[dpop] mode = "off"`: bearer tokens only), one `Bearer` challenge (RFC 6750 §3).
+pub fn challenges(decision: &Decision, resource_metadata: Option<&str>, dpop: bool) -> Vec<String> {
+    let Some(dpop_challenge) = challenge(decision) else { return Vec::new() };
+    let metadata = resource_metadata.map(|m| format!(r#"resource_metadata="{}""#, quoted_string(m)));
+    if !dpop {
+        return vec![bearer_challenge(decision, metadata.as_deref())];
+    }
+    let Some(metadata) = metadata else { return vec![dpop_challenge] };
     let bearer = match decision.outcome {
-        Outcome::InsufficientScope => {
-            format!(r#"Bearer error="insufficient_scope", error_description="{}"{}, {metadata}"#, quoted_string(&decision.reason), scope_param(decision))
-        }
+        Outcome::InsufficientScope => bearer_challenge(decision, Some(&metadata)),
+        // The error belongs to the DPoP challenge: a Bearer client is only pointed at the metadata.
         _ => format!("Bearer {metadata}"),
     };
-    vec![bearer, format!("{dpop}, {metadata}")]
+    vec![bearer, format!("{dpop_challenge}, {metadata}")]
+}
+
+/// The `Bearer` challenge (RFC 6750 §3): no `error` when no credential was presented; proof
+/// errors read as `invalid_token` (a Bearer client has no proof to fix).
+fn bearer_challenge(decision: &Decision, metadata: Option<&str>) -> String {
+    let error = match decision.outcome {
+        Outcome::InsufficientScope => "insufficient_scope",
+        _ => "invalid_token",
+    };
+    let mut params = Vec::new();
+    if !decision.reason.starts_with(NO_CREDENTIALS) {
+        params.push(format!(r#"error="{error}", error_description="{}"{}"#, quoted_string(&decision.reason), scope_param(decision)));
+    }
+    params.extend(metadata.map(str::to_owned));
+    if params.is_empty() { "Bearer".to_owned() } else { format!("Bearer {}", params.join(", ")) }
 }
 
 fn scope_param(decision: &Decision) -> String {
@@ -146,15 +164,24 @@ mod tests {
         step_up.required_scope = Some("files.write".into());
         assert_eq!(status(&step_up, Dialect::Nginx), 403);
         assert_eq!(
-            challenges(&step_up, Some("https://files.example.com/.well-known/oauth-protected-resource/mcp")),
+            challenges(&step_up, Some("https://files.example.com/.well-known/oauth-protected-resource/mcp"), true),
             vec![
                 r#"Bearer error="insufficient_scope", error_description="the token lacks the scope `files.write`", scope="files.write", resource_metadata="https://files.example.com/.well-known/oauth-protected-resource/mcp""#.to_owned(),
                 r#"DPoP error="insufficient_scope", error_description="the token lacks the scope `files.write`", scope="files.write", algs="ES256", resource_metadata="https://files.example.com/.well-known/oauth-protected-resource/mcp""#.to_owned(),
             ]
         );
         let none = decision(Outcome::InvalidToken, "no access token was presented (`Authorization` header)");
-        assert_eq!(challenges(&none, Some("https://x/m")), vec![r#"Bearer resource_metadata="https://x/m""#.to_owned(), r#"DPoP algs="ES256", resource_metadata="https://x/m""#.to_owned()]);
-        assert_eq!(challenges(&none, None), vec![r#"DPoP algs="ES256""#.to_owned()]);
+        assert_eq!(challenges(&none, Some("https://x/m"), true), vec![r#"Bearer resource_metadata="https://x/m""#.to_owned(), r#"DPoP algs="ES256", resource_metadata="https://x/m""#.to_owned()]);
+        assert_eq!(challenges(&none, None, true), vec![r#"DPoP algs="ES256""#.to_owned()]);
+        // Bearer-only deployments: one Bearer challenge, with the error when there is one.
+        assert_eq!(challenges(&none, Some("https://x/m"), false), vec![r#"Bearer resource_metadata="https://x/m""#.to_owned()]);
+        assert_eq!(challenges(&none, None, false), vec!["Bearer".to_owned()]);
+        let expired = decision(Outcome::InvalidToken, "the access token expired");
+        assert_eq!(challenges(&expired, Some("https://x/m"), false), vec![r#"Bearer error="invalid_token", error_description="the access token expired", resource_metadata="https://x/m""#.to_owned()]);
+        assert_eq!(
+            challenges(&step_up, None, false),
+            vec![r#"Bearer error="insufficient_scope", error_description="the token lacks the scope `files.write`", scope="files.write""#.to_owned()]
+        );
         assert_eq!(header_safe("alice é,x"), "alice %C3%A9%2Cx");
     }
 }

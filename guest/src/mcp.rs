@@ -173,6 +173,98 @@ pub fn map(message: &Message, server: &str, limits: &McpLimits) -> Result<McpCal
     })
 }
 
+/// Why an MCP request is refused before it is decided: the HTTP status and the JSON-RPC error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// The JSON-RPC error.
+    pub error: RpcError,
+}
+
+impl Refusal {
+    fn bad_request(message: String) -> Self {
+        Refusal { status: 400, error: RpcError::new(code::INVALID_REQUEST, message) }
+    }
+}
+
+/// The checks on an MCP request's headers, before its body is read: the browser `Origin` must be
+/// one of `allowed_origins` when that is not empty (403: the spec's DNS-rebinding defence), and
+/// `MCP-Protocol-Version`, when sent, one of [`PROTOCOL_VERSIONS`] (400).
+pub fn check_headers(origin: Option<&str>, allowed_origins: &[String], protocol_version: Option<&str>) -> Result<(), Refusal> {
+    if let Some(origin) = origin
+        && !allowed_origins.is_empty()
+        && !allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        let error = RpcError::new(code::INVALID_REQUEST, format!("the origin `{}` is not allowed to call this MCP server", origin.escape_default()));
+        return Err(Refusal { status: 403, error });
+    }
+    if let Some(version) = protocol_version
+        && !PROTOCOL_VERSIONS.contains(&version)
+    {
+        return Err(Refusal::bad_request(format!(
+            "unsupported `MCP-Protocol-Version` `{}`: this server accepts {}",
+            version.escape_default(),
+            PROTOCOL_VERSIONS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `Mcp-Method` and `Mcp-Name` (decoded, [`decode_header_value`]), when a client sends them, must
+/// say what the body says: a proxy or server routing on the headers would otherwise act on a call
+/// that was never decided (400).
+pub fn headers_agree(mcp_method: Option<&str>, mcp_name: Option<&str>, message: &Message, call: &McpCall) -> Result<(), Refusal> {
+    if let Some(said) = mcp_method
+        && Some(said) != message.method.as_deref()
+    {
+        return Err(Refusal::bad_request(format!(
+            "`Mcp-Method` says `{}` but the body's method is `{}`",
+            said.escape_default(),
+            message.method.as_deref().unwrap_or("").escape_default()
+        )));
+    }
+    if let Some(said) = mcp_name.map(decode_header_value)
+        && Some(said.as_str()) != call.name.as_deref()
+    {
+        return Err(Refusal::bad_request(format!(
+            "`Mcp-Name` says `{}` but the body names `{}`",
+            said.escape_default(),
+            call.name.as_deref().unwrap_or("").escape_default()
+        )));
+    }
+    Ok(())
+}
+
+/// An MCP header value: non-ASCII values arrive as `=?base64?<value>?=`.
+pub fn decode_header_value(value: &str) -> String {
+    use base64::Engine as _;
+    match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_else(|| value.to_owned()),
+        None => value.to_owned(),
+    }
+}
+
+/// The JSON-RPC error answering a denied call: code [`code::DENIED`], the reason as `message`,
+/// and in `data` the `outcome`, the `decision_id` and, for `insufficient_scope`, the
+/// `required_scope`.
+pub fn denial_response(id: Option<&Value>, decision: &crate::Decision, decision_id: &str) -> String {
+    let mut data = json!({ "outcome": decision.outcome.as_str(), "decision_id": decision_id });
+    if let (Some(scope), Value::Object(d)) = (&decision.required_scope, &mut data) {
+        d.insert("required_scope".into(), Value::String(scope.clone()));
+    }
+    error_response(id, code::DENIED, &decision.reason, Some(data))
+}
+
+/// The JSON-RPC error response for a request refused before it was decided.
+pub fn refusal_response(id: Option<&Value>, refusal: &Refusal, decision_id: &str) -> String {
+    error_response(id, refusal.error.code, &refusal.error.message, Some(json!({ "outcome": "invalid_request", "decision_id": decision_id })))
+}
+
 /// The JSON-RPC error response for `id` (or `null` when the request had none).
 pub fn error_response(id: Option<&Value>, code: i64, message: &str, data: Option<Value>) -> String {
     let mut error = json!({ "code": code, "message": message });
@@ -298,6 +390,25 @@ mod tests {
         let wide = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{{{}}}}}}}"#, many.join(","));
         assert!(err(&wide).message.contains("over the limit of 128"));
         assert!(parse(&vec![b' '; 2 << 20], &limits()).unwrap_err().message.contains("over the limit"));
+    }
+
+    #[test]
+    fn headers_are_checked_against_the_configuration_and_the_body() {
+        let allowed = vec!["https://app.example.com".to_owned()];
+        assert!(check_headers(None, &allowed, None).is_ok());
+        assert!(check_headers(Some("https://APP.example.com"), &allowed, Some("2025-11-25")).is_ok());
+        assert!(check_headers(Some("https://evil.example"), &[], None).is_ok(), "no list: not checked");
+        let r = check_headers(Some("https://evil.example"), &allowed, None).unwrap_err();
+        assert_eq!((r.status, r.error.message.as_str()), (403, "the origin `https://evil.example` is not allowed to call this MCP server"));
+        let r = check_headers(None, &allowed, Some("2024-11-05")).unwrap_err();
+        assert_eq!((r.status, r.error.message.as_str()), (400, "unsupported `MCP-Protocol-Version` `2024-11-05`: this server accepts 2025-11-25, 2025-06-18, 2025-03-26"));
+        let message = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#, &limits()).unwrap();
+        let mapped = map(&message, "files", &limits()).unwrap();
+        assert!(headers_agree(Some("tools/call"), Some("read_file"), &message, &mapped).is_ok());
+        assert!(headers_agree(None, None, &message, &mapped).is_ok());
+        assert!(headers_agree(None, Some("=?base64?cmVhZF9maWxl?="), &message, &mapped).is_ok(), "base64 header value");
+        assert_eq!(headers_agree(Some("tools/list"), None, &message, &mapped).unwrap_err().error.message, "`Mcp-Method` says `tools/list` but the body's method is `tools/call`");
+        assert_eq!(headers_agree(None, Some("write_file"), &message, &mapped).unwrap_err().error.message, "`Mcp-Name` says `write_file` but the body names `read_file`");
     }
 
     #[test]

@@ -370,7 +370,7 @@ pub enum ProxyKind {
 }
 
 /// `[mcp]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpEntry {
     /// The MCP endpoint path.
@@ -388,7 +388,8 @@ pub struct McpEntry {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ProtectedResourceSection {
-    /// The resource identifier: an `https` URL, one of `audiences` (RFC 8707, RFC 9068).
+    /// The resource identifier: an `https` URL (`http` only on loopback), one of `audiences`
+    /// (RFC 8707, RFC 9068).
     pub resource: String,
     /// Issuer identifiers of the authorization servers that issue tokens for it (each a
     /// configured `[[issuers]]` issuer).
@@ -419,11 +420,45 @@ impl ProtectedResourceSection {
         Ok(format!("/.well-known/oauth-protected-resource{}", url.path().trim_end_matches('/')))
     }
 
+    /// The metadata document (RFC 9728 §2). `dpop_required`: every token must be DPoP-bound.
+    pub fn document(&self, dpop_required: bool) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "resource": self.resource,
+            "authorization_servers": self.authorization_servers,
+            // Tokens are read from `Authorization` only (RFC 6750 §2.1), never from a body or query.
+            "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": ["ES256"],
+            "dpop_bound_access_tokens_required": dpop_required,
+        });
+        if let Some(object) = doc.as_object_mut() {
+            if !self.scopes_supported.is_empty() {
+                object.insert("scopes_supported".into(), serde_json::json!(self.scopes_supported));
+            }
+            if let Some(name) = &self.resource_name {
+                object.insert("resource_name".into(), serde_json::json!(name));
+            }
+            if let Some(docs) = &self.resource_documentation {
+                object.insert("resource_documentation".into(), serde_json::json!(docs));
+            }
+        }
+        doc
+    }
+
     /// Checks the section against the rest of the configuration.
     fn validate(&self, file: &ConfigFile) -> Result<(), String> {
         let url = url::Url::parse(&self.resource).map_err(|e| format!("`[protected_resource] resource` is not a URL: {e}"))?;
-        if url.scheme() != "https" || url.query().is_some() || url.fragment().is_some() {
-            return Err(format!("`[protected_resource] resource` `{}` must be an https URL without query or fragment (RFC 9728 §1.2)", self.resource));
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        // RFC 9728 §1.2: an https URL. Plain http only on loopback, for local development.
+        if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "`[protected_resource] resource` `{}` must be an https URL (http only on loopback) without query or fragment (RFC 9728 §1.2)",
+                self.resource
+            ));
         }
         if !file.audiences.contains(&self.resource) {
             return Err(format!(

@@ -96,8 +96,8 @@ pub fn build(config: &LoadedConfig, upstream: &str, placement: StatePlacement) -
     let Some(origin) = config.file.server.external_origins.first() else {
         bail!("{}: `[server] external_origins` must name the origin clients use (DPoP proofs name it)", config.path.display());
     };
-    if config.file.routes.is_empty() {
-        bail!("{}: the gateway needs `[[routes]]` to map requests to actions", config.path.display());
+    if config.file.routes.is_empty() && config.file.mcp.is_none() {
+        bail!("{}: the gateway needs `[[routes]]` (or `[mcp]`) to map requests to actions", config.path.display());
     }
     let engine_config = match placement {
         StatePlacement::Instance => config.engine.clone(),
@@ -108,6 +108,8 @@ pub fn build(config: &LoadedConfig, upstream: &str, placement: StatePlacement) -
         "upstream": upstream,
         "external_origin": origin,
         "routes": config.file.routes,
+        "mcp": mcp_section(config)?,
+        "max_body_bytes": config.file.server.max_body_bytes,
     });
     let argument = wasm_wave::to_string(&Val::String(gateway_config.to_string())).map_err(|e| anyhow::anyhow!("encoding the config: {e}"))?;
     let engine = Engine::default();
@@ -124,6 +126,26 @@ pub fn build(config: &LoadedConfig, upstream: &str, placement: StatePlacement) -
     let (snapshot, results) = crate::component::preinit::block_on(run).map_err(anyhow::Error::from).context("pre-initializing the gateway")?;
     crate::component::preinit::preload_outcome(&results)?;
     Ok(snapshot)
+}
+
+/// What the gateway needs of `[mcp]` and `[protected_resource]`: the MCP endpoint (its JSON-RPC
+/// bodies decided as `agentgate serve` decides them in reverse-proxy mode), and the RFC 9728
+/// metadata the gateway serves and names in its challenges.
+fn mcp_section(config: &LoadedConfig) -> anyhow::Result<serde_json::Value> {
+    let file = &config.file;
+    let metadata = match &file.protected_resource {
+        Some(resource) => json!({
+            "url": resource.metadata_url().map_err(anyhow::Error::msg)?,
+            "paths": [crate::server::resource_metadata::WELL_KNOWN, resource.metadata_path().map_err(anyhow::Error::msg)?],
+            "document": resource.document(file.dpop.mode == agentgate_engine::DpopMode::Required),
+        }),
+        None => serde_json::Value::Null,
+    };
+    Ok(json!({
+        "endpoint": file.mcp,
+        "metadata": metadata,
+        "dpop": file.dpop.mode != agentgate_engine::DpopMode::Off,
+    }))
 }
 
 /// A minimal wasi:http host: one instance per request, like `wasmtime serve`.

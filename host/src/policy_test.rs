@@ -134,6 +134,11 @@ fn judge(case: &Case, decision: &Decision) -> Option<String> {
     {
         return Some(format!("expected outcome `{outcome}`, got {got}"));
     }
+    if let Some(scope) = &case.required_scope
+        && Some(scope) != decision.required_scope.as_ref()
+    {
+        return Some(format!("expected the step-up scope `{scope}`, got {got}"));
+    }
     if let Some(expected) = &case.policies {
         let mut want = expected.clone();
         want.sort();

@@ -68,6 +68,9 @@ pub struct Case {
     /// Expected determining policies (any order).
     #[serde(default)]
     pub policies: Option<Vec<String>>,
+    /// Expected step-up scope of an `insufficient_scope` deny (`@scope` on the permit).
+    #[serde(default)]
+    pub required_scope: Option<String>,
 }
 
 fn default_lifetime() -> u64 {

@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 mod forward;
+mod mcp;
 
 #[cfg(not(feature = "shared-state"))]
 wit_bindgen::generate!({ path: "../../wit", world: "http-gateway" });
@@ -43,6 +44,16 @@ struct GatewayConfig {
     external_origin: String,
     /// Method + path template → action and resource.
     routes: Vec<RouteSpec>,
+    /// The MCP endpoint and the protected resource metadata.
+    #[serde(default)]
+    mcp: mcp::McpConfig,
+    /// The largest request body read whole (an MCP message), in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
 }
 
 /// A preloaded gateway.
@@ -52,6 +63,8 @@ struct Gateway {
     upstream_scheme: Scheme,
     upstream_authority: String,
     external_origin: String,
+    mcp: mcp::McpConfig,
+    max_body_bytes: usize,
 }
 
 static GATEWAY: Mutex<Option<Arc<Gateway>>> = Mutex::new(None);
@@ -80,6 +93,8 @@ impl Guest for Component {
             upstream_scheme,
             upstream_authority,
             external_origin: config.external_origin.trim_end_matches('/').to_owned(),
+            mcp: config.mcp,
+            max_body_bytes: config.max_body_bytes,
         };
         let mut slot = GATEWAY.lock().map_err(|_| "lock poisoned".to_owned())?;
         *slot = Some(Arc::new(gateway));
@@ -94,7 +109,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Component {
         let gateway = GATEWAY.lock().ok().and_then(|g| g.clone());
         let Some(gateway) = gateway else {
             let d = host_denial(Outcome::EngineError, "no gateway configuration was preloaded into this component".into());
-            return deny(&d, &decision_id(), response_out);
+            return deny(&d, &decision_id(), None, response_out);
         };
         gateway.handle(request, response_out);
     }
@@ -108,36 +123,59 @@ impl Gateway {
         let method = method_name(&request.method());
         let target = request.path_with_query().unwrap_or_else(|| "/".to_owned());
         let path = target.split(['?', '#']).next().unwrap_or("/").to_owned();
+        if let Some(document) = self.mcp.metadata_at(&method, &path) {
+            let headers = Fields::new();
+            let _ = headers.append("content-type", b"application/json");
+            let _ = headers.append("cache-control", b"public, max-age=300");
+            return respond(200, headers, document.as_bytes(), response_out);
+        }
+        if let Some(endpoint) = self.mcp.endpoint.as_ref().filter(|e| e.path == path) {
+            return mcp::handle(self, endpoint, request, &method, &target, &id, response_out);
+        }
         let headers = request.headers();
+        let Some(matched) = routing::resolve(&self.routes, &method, &path) else {
+            let reason = format!("no route for `{} {}`", method.escape_default(), path.escape_default());
+            return deny(&host_denial(Outcome::InvalidRequest, reason), &id, self.challenge(), response_out);
+        };
+        let resource = EntityRef { type_name: matched.resource_type, id: matched.resource_id };
+        let check = self.check_request(&headers, &method, &target, matched.action, resource, None, matched.entities.map(|e| e.to_string()));
+        let decision = self.engine.check(&check);
+        if !decision.allowed {
+            drop(headers);
+            return deny(&decision, &id, self.challenge(), response_out);
+        }
+        let forwarded = forward::upstream_headers(&headers, &decision, &id);
+        drop(headers);
+        let method = request.method();
+        forward::forward(self, &method, forwarded, &target, forward::RequestBody::Stream(request), None, response_out);
+    }
+
+    /// The engine request for a call: the credentials from the request's headers, the URI the
+    /// caller addressed (the external origin and the request target).
+    #[allow(clippy::too_many_arguments)]
+    fn check_request(&self, headers: &Fields, method: &str, target: &str, action: String, resource: EntityRef, input: Option<String>, entities: Option<String>) -> CheckRequest {
         let value = |name: &str| -> Option<String> {
             let values: Vec<String> = headers.get(name).into_iter().filter_map(|v| String::from_utf8(v).ok()).collect();
             (!values.is_empty()).then(|| values.join(", "))
         };
-        let Some(matched) = routing::resolve(&self.routes, &method, &path) else {
-            let reason = format!("no route for `{} {}`", method.escape_default(), path.escape_default());
-            return deny(&host_denial(Outcome::InvalidRequest, reason), &id, response_out);
-        };
-        let check = CheckRequest {
+        CheckRequest {
             credentials: Credentials {
                 authorization: value("authorization"),
                 dpop: value("dpop"),
                 agent_identity: value("workload-identity-token"),
             },
-            http: Some(HttpRequest { method: method.clone(), uri: format!("{}{target}", self.external_origin) }),
-            action: matched.action,
-            resource: EntityRef { type_name: matched.resource_type, id: matched.resource_id },
-            context_json: None,
-            entities_json: matched.entities.map(|e| e.to_string()),
+            http: Some(HttpRequest { method: method.to_owned(), uri: format!("{}{target}", self.external_origin) }),
+            action,
+            resource,
+            context_json: input,
+            entities_json: entities,
             now: None,
-        };
-        let decision = self.engine.check(&check);
-        if !decision.allowed {
-            drop(headers);
-            return deny(&decision, &id, response_out);
         }
-        let forwarded = forward::upstream_headers(&headers, &decision, &id);
-        drop(headers);
-        forward::forward(self, request, forwarded, &target, response_out);
+    }
+
+    /// What this gateway's challenges carry: the metadata URL, and whether DPoP is taken.
+    fn challenge(&self) -> Option<&mcp::McpConfig> {
+        Some(&self.mcp)
     }
 }
 
@@ -168,8 +206,16 @@ fn decision_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(wasip2::random::random::get_random_bytes(16))
 }
 
-/// The answer for a deny: the status, challenge and JSON body `agentgate serve` would send.
-fn deny(decision: &Decision, id: &str, response_out: ResponseOutparam) {
+/// The answer for a deny: the status, challenges and JSON body `agentgate serve` would send.
+fn deny(decision: &Decision, id: &str, challenge: Option<&mcp::McpConfig>, response_out: ResponseOutparam) {
+    let body = serde_json::json!({"decision": "deny", "outcome": decision.outcome.as_str(), "reason": decision.reason, "decision_id": id});
+    let (status, headers) = denial_head(decision, id, challenge);
+    respond(status, headers, body.to_string().as_bytes(), response_out);
+}
+
+/// The status and headers of a deny: the challenges (every 401 and a 403 `insufficient_scope`),
+/// a DPoP nonce, `Retry-After`, the decision id.
+fn denial_head(decision: &Decision, id: &str, challenge: Option<&mcp::McpConfig>) -> (u16, Fields) {
     let status = http_answer::status(decision, Dialect::Standard);
     let headers = Fields::new();
     let _ = headers.append("content-type", b"application/json");
@@ -177,17 +223,17 @@ fn deny(decision: &Decision, id: &str, response_out: ResponseOutparam) {
     if let Some(secs) = http_answer::retry_after(decision, Dialect::Standard) {
         let _ = headers.append("retry-after", secs.to_string().as_bytes());
     }
-    if status == 401 {
-        if let Some(challenge) = http_answer::challenge(decision) {
-            let _ = headers.append("www-authenticate", challenge.as_bytes());
+    if status == 401 || decision.outcome == Outcome::InsufficientScope {
+        let (metadata, dpop) = challenge.map_or((None, true), |c| (c.metadata.as_ref().map(|m| m.url.as_str()), c.dpop));
+        for value in http_answer::challenges(decision, metadata, dpop) {
+            let _ = headers.append("www-authenticate", value.as_bytes());
         }
         if let Some(nonce) = &decision.dpop_nonce {
             let _ = headers.append("dpop-nonce", nonce.as_bytes());
             let _ = headers.append("cache-control", b"no-store");
         }
     }
-    let body = serde_json::json!({"decision": "deny", "outcome": decision.outcome.as_str(), "reason": decision.reason, "decision_id": id});
-    respond(status, headers, body.to_string().as_bytes(), response_out);
+    (status, headers)
 }
 
 /// Sends a complete response.

@@ -348,6 +348,10 @@ impl Authorizer {
     }
 
     fn evaluate(&self, call: &AuthzCall<'_>) -> Result<PolicyAnswer, Denial> {
+        self.evaluate_with(call, &self.policies.set)
+    }
+
+    fn evaluate_with(&self, call: &AuthzCall<'_>, set: &PolicySet) -> Result<PolicyAnswer, Denial> {
         let (request, parts) = self.build(call)?;
         let parsed_entities;
         let entities = match call.entities {
@@ -357,7 +361,7 @@ impl Authorizer {
                 parsed_entities.as_ref()
             }
         };
-        let response = self.cedar.is_authorized(&request, &self.policies.set, entities);
+        let response = self.cedar.is_authorized(&request, set, entities);
         let policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
         let errors: Vec<String> = response.diagnostics().errors().map(|e| describe(e)).collect();
         let allowed = response.decision() == CedarDecision::Allow;
@@ -374,38 +378,39 @@ impl Authorizer {
 
     /// Whether some call to the MCP tool `tool` (its own action on `Tool::"<tool>"`, as
     /// `agentgate schema mcp` declares it) by this caller could be permitted, whatever its
-    /// arguments: what `tools/list` may show. Decided soundly without partial evaluation:
+    /// arguments: what `tools/list` may show. Decided soundly without partial evaluation, from
+    /// evaluations with a placeholder `input` of the declared type:
     ///
-    /// - the policies are evaluated once with a placeholder `input` of the declared type;
-    /// - a policy that never reads `context.input` decides the same for every input, so if such a
-    ///   `forbid` applies, no call can be permitted (hidden), and if such a `permit` applies while
-    ///   no `forbid` does, this very call is (shown);
-    /// - a policy that reads the input might go either way: one such `permit` is enough to show
-    ///   the tool, and a `forbid` of that kind never hides it;
-    /// - a tool whose action the schema does not declare cannot be called (hidden).
+    /// - a policy that never reads `context.input` decides the same for every input. If such a
+    ///   `forbid` applies, no call can be permitted: hidden;
+    /// - otherwise the permits alone are evaluated. If one applies, the call is permitted for
+    ///   the placeholder but for forbids that read the input, which other arguments may escape:
+    ///   shown;
+    /// - if none applies, input-blind permits are false for every input; a permit that reads the
+    ///   input might hold for other arguments: shown if there is one, else hidden;
+    /// - a tool whose action the schema does not declare cannot be called: hidden.
     ///
-    /// Errors make a policy not apply (Cedar's rule), so they never hide a tool a permit could
-    /// allow. The answer errs towards showing: hiding is only ever certain.
+    /// Errors make a policy not apply (Cedar's rule), which only ever shows a tool. The answer
+    /// errs towards showing: hiding is always certain.
     pub fn tool_visible(&self, principal_kind: PrincipalKind, principal_id: &str, tool: &str, facts: &ContextFacts) -> bool {
         let Some(plan) = self.plans.get(tool) else { return false };
         let input = plan.placeholder_input().map(|v| v.to_string());
         let resource = EntityRef { type_name: "Tool".into(), id: tool.to_owned() };
         let call = AuthzCall { principal_kind, principal_id, action: tool, resource: &resource, facts, input: input.as_deref(), entities: None };
         let Ok(answer) = self.evaluate(&call) else { return false };
-        let traits = |id: &str| self.policies.traits.get(&PolicyId::new(id));
         if answer.allowed {
             return true;
         }
+        let traits = |id: &str| self.policies.traits.get(&PolicyId::new(id));
         // Denied, and the determining policies are the forbids that applied.
         if answer.policies.iter().any(|p| traits(p).is_none_or(|t| !t.reads_input)) {
             return false; // a forbid that applies whatever the arguments
         }
-        if !answer.policies.is_empty() {
-            return true; // only forbids that read the arguments: other arguments may escape them
+        match self.evaluate_with(&call, &self.policies.permits) {
+            Ok(permits) if permits.allowed => true,
+            Ok(_) => self.policies.traits.values().any(|t| t.permit && t.reads_input),
+            Err(_) => false,
         }
-        // No policy applied. Input-blind permits are false for every input; one that reads the
-        // input may hold for other arguments.
-        self.policies.traits.values().any(|t| t.permit && t.reads_input)
     }
 }
 
@@ -477,5 +482,72 @@ pub fn entity_display(type_name: &str, id: &str) -> String {
     match EntityTypeName::from_str(type_name) {
         Ok(ty) => EntityUid::from_type_name_and_id(ty, EntityId::new(id)).to_string(),
         Err(_) => format!("{type_name}::{id:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped MCP set (policies/mcp).
+    fn mcp() -> Authorizer {
+        let file = |name: &str, text: &str| SourceText { name: name.to_owned(), text: text.to_owned() };
+        let policies = [
+            file("tools.cedar", include_str!("../../../policies/mcp/tools.cedar")),
+            file("guards.cedar", include_str!("../../../policies/mcp/guards.cedar")),
+            file("arguments.cedar", include_str!("../../../policies/mcp/arguments.cedar")),
+        ];
+        Authorizer::new(&policies, &file("schema.cedarschema", include_str!("../../../policies/mcp/schema.cedarschema"))).unwrap()
+    }
+
+    fn visible(a: &Authorizer, kind: PrincipalKind, scopes: &[&str]) -> Vec<&'static str> {
+        let facts = ContextFacts {
+            user: "alice".into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            chain: if kind == PrincipalKind::Agent { vec!["spiffe://agents.example/files-assistant".into()] } else { Vec::new() },
+            issuer: "https://auth.demo.agentgate.dev".into(),
+            lifetime_secs: 300,
+            expires_in_secs: 300,
+            ..ContextFacts::default()
+        };
+        let id = if kind == PrincipalKind::Agent { "spiffe://agents.example/files-assistant" } else { "alice" };
+        ["list_directory", "read_file", "search_files", "write_file", "delete_file", "change_owner", "execute_command", "no_such_tool"]
+            .into_iter()
+            .filter(|tool| a.tool_visible(kind, id, tool, &facts))
+            .collect()
+    }
+
+    #[test]
+    fn tools_are_hidden_only_when_no_arguments_could_permit_a_call() {
+        let a = mcp();
+        // `write_file` shows: `files-change-in-workspace` reads the path, so some paths pass.
+        // `delete_file` hides without `files.delete`, although an argument-reading forbid also
+        // applies to the placeholder: no permit could hold whatever the arguments.
+        assert_eq!(visible(&a, PrincipalKind::Agent, &["files.read", "files.write"]), ["list_directory", "read_file", "search_files", "write_file"]);
+        assert_eq!(visible(&a, PrincipalKind::Agent, &["files.read", "files.write", "files.delete", "files.admin"]), ["list_directory", "read_file", "search_files", "write_file", "delete_file"]);
+        // The admin tools: forbidden to agents whatever the arguments, permitted to the user.
+        assert_eq!(visible(&a, PrincipalKind::User, &["files.admin"]), ["change_owner", "execute_command"]);
+        assert!(visible(&a, PrincipalKind::Agent, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_step_up_names_the_scope_only_when_no_forbid_decided() {
+        let a = mcp();
+        let facts = ContextFacts { user: "alice".into(), scopes: vec!["files.read".into()], chain: vec!["spiffe://agents.example/files-assistant".into()], ..ContextFacts::default() };
+        let resource = EntityRef { type_name: "Tool".into(), id: "delete_file".into() };
+        let call = |input: &'static str| AuthzCall {
+            principal_kind: PrincipalKind::Agent,
+            principal_id: "spiffe://agents.example/files-assistant",
+            action: "delete_file",
+            resource: &resource,
+            facts: &facts,
+            input: Some(input),
+            entities: None,
+        };
+        let answer = a.authorize(&call(r#"{"path": "/workspace/a"}"#)).unwrap();
+        assert_eq!((answer.allowed, answer.required_scope.as_deref()), (false, Some("files.delete")));
+        assert_eq!(answer.reason, "the token lacks the scope `files.delete` that `files-delete` asks for");
+        let answer = a.authorize(&call(r#"{"path": "/etc/passwd"}"#)).unwrap();
+        assert_eq!((answer.allowed, answer.required_scope), (false, None), "a forbid decided: no scope would help");
     }
 }

@@ -22,6 +22,9 @@ pub struct PolicySource {
 pub struct LoadedPolicies {
     /// The set Cedar evaluates.
     pub set: PolicySet,
+    /// Its `permit` policies alone: which permits a call satisfies, whatever forbids apply
+    /// (`tools/list` filtering).
+    pub permits: PolicySet,
     /// Source of each policy, by id.
     pub sources: HashMap<PolicyId, PolicySource>,
     /// What the engine reads from each policy beyond Cedar's evaluation, by id.
@@ -80,6 +83,7 @@ fn reads_input(v: &serde_json::Value) -> bool {
 /// Parses every file; unusable policies are problems naming file, line and column.
 pub fn load(files: &[(String, String)]) -> Result<LoadedPolicies, Vec<Problem>> {
     let mut set = PolicySet::new();
+    let mut permits = PolicySet::new();
     let mut sources = HashMap::new();
     let mut traits = HashMap::new();
     for (file, text) in files {
@@ -117,11 +121,14 @@ pub fn load(files: &[(String, String)]) -> Result<LoadedPolicies, Vec<Problem>> 
                 return Err(vec![Problem::general(&format!("{file}:{line}"), "`@scope` belongs on a `permit`: it names the scope that permit asks for")]);
             }
             set.add(policy.new_id(id.clone())).map_err(|e| vec![Problem::general(&format!("{file}:{line}"), e.to_string())])?;
+            if policy_traits.permit {
+                permits.add(policy.new_id(id.clone())).map_err(|e| vec![Problem::general(&format!("{file}:{line}"), e.to_string())])?;
+            }
             traits.insert(id.clone(), policy_traits);
             sources.insert(id, PolicySource { file: file.clone(), line, text: written });
         }
     }
-    Ok(LoadedPolicies { set, sources, traits })
+    Ok(LoadedPolicies { set, permits, sources, traits })
 }
 
 #[cfg(test)]

@@ -251,7 +251,6 @@ async fn connection(
         let in_progress = InProgress::new(Arc::clone(&for_service), Arc::clone(&registry_for_service));
         request.extensions_mut().insert(ConnectInfo(peer));
         async move {
-            let _in_progress = in_progress;
             let response = match tokio::time::timeout(limits.request_timeout, tower_service::Service::call(&mut app, request)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},
@@ -260,6 +259,14 @@ async fn connection(
                     (StatusCode::REQUEST_TIMEOUT, axum::Json(serde_json::json!({ "error": message }))).into_response()
                 }
             };
+            // The request stays in progress until its response body has been sent (or dropped): a
+            // streamed answer (a proxied event stream) is not an idle connection.
+            let response = response.map(|body| {
+                axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                    let _still_in_progress = &in_progress;
+                    frame
+                }))
+            });
             Ok::<_, Infallible>(response)
         }
     });

@@ -37,7 +37,7 @@ struct Original {
 
 /// The value of a header that feeds the decision. Present more than once, it is refused: a proxy
 /// or upstream that reads another copy than agentgate would act on something never authorized.
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+pub(super) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
@@ -63,7 +63,7 @@ fn repeated(name: &str) -> String {
 
 /// All values of a header joined with `, ` (a repeated credential must not silently pick one:
 /// the engine refuses the folded value).
-fn all_values(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn all_values(headers: &HeaderMap, name: &str) -> Option<String> {
     let values: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
     (!values.is_empty()).then(|| values.join(", "))
 }
@@ -121,7 +121,7 @@ fn original(request: &Request, prefix: &str, trusted: bool, proxy: ProxyKind) ->
 }
 
 /// The response for a decision.
-fn respond(decision: &Decision, dialect: Dialect, id: &str) -> Response {
+pub(super) fn respond(decision: &Decision, dialect: Dialect, challenge: &http_map::ChallengeParams, id: &str) -> Response {
     let status = http_map::status(decision, dialect);
     let mut response = if status == StatusCode::OK {
         StatusCode::OK.into_response()
@@ -130,28 +130,34 @@ fn respond(decision: &Decision, dialect: Dialect, id: &str) -> Response {
             .into_response()
     };
     let headers = response.headers_mut();
-    if status == StatusCode::UNAUTHORIZED {
-        http_map::challenge(decision, headers);
+    if status == StatusCode::UNAUTHORIZED || decision.outcome == Outcome::InsufficientScope {
+        http_map::challenge(decision, challenge, headers);
     }
     http_map::retry_after(decision, dialect, headers);
     if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert("x-agentgate-decision-id", v);
     }
     if decision.allowed {
-        headers.insert("x-agentgate-agent", http_map::header_value(decision.chain.first().map_or("", String::as_str)));
-        headers.insert("x-agentgate-user", http_map::header_value(decision.user.as_deref().unwrap_or("")));
-        // Each actor is encoded on its own, so a `,` inside an id cannot pass for a separator.
-        let chain: Vec<String> = decision.chain.iter().map(|a| agentgate_engine::http_answer::header_safe(a)).collect();
-        headers.insert("x-agentgate-chain", HeaderValue::from_str(&chain.join(",")).unwrap_or_else(|_| HeaderValue::from_static("")));
-        if let Some(principal) = &decision.principal {
-            headers.insert("x-agentgate-principal", http_map::header_value(principal));
-        }
+        identity_headers(decision, headers);
     }
     response
 }
 
+/// Who is calling for whom, for the upstream of an allowed call: `X-Agentgate-Agent`, `-User`,
+/// `-Chain` (current actor first) and `-Principal`.
+pub(super) fn identity_headers(decision: &Decision, headers: &mut HeaderMap) {
+    headers.insert("x-agentgate-agent", http_map::header_value(decision.chain.first().map_or("", String::as_str)));
+    headers.insert("x-agentgate-user", http_map::header_value(decision.user.as_deref().unwrap_or("")));
+    // Each actor is encoded on its own, so a `,` inside an id cannot pass for a separator.
+    let chain: Vec<String> = decision.chain.iter().map(|a| agentgate_engine::http_answer::header_safe(a)).collect();
+    headers.insert("x-agentgate-chain", HeaderValue::from_str(&chain.join(",")).unwrap_or_else(|_| HeaderValue::from_static("")));
+    if let Some(principal) = &decision.principal {
+        headers.insert("x-agentgate-principal", http_map::header_value(principal));
+    }
+}
+
 /// A deny decided by the host before the engine (the call could not be mapped).
-fn host_denial(outcome: Outcome, reason: String) -> Decision {
+pub(super) fn host_denial(outcome: Outcome, reason: String) -> Decision {
     let mut d = Decision::engine_error(reason);
     d.outcome = outcome;
     d
@@ -177,7 +183,7 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
                 now: None,
             };
             let denial = state.record("forward_auth", &unmapped, denial, std::time::Duration::ZERO, &id, rid.as_deref());
-            return respond(&denial, dialect, &id);
+            return respond(&denial, dialect, &deployment.challenge, &id);
         }
     };
     drop(request);
@@ -191,7 +197,7 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
         }
     };
     let decision = state.record("forward_auth", &check, decision, latency, &id, rid.as_deref());
-    respond(&decision, dialect, &id)
+    respond(&decision, dialect, &deployment.challenge, &id)
 }
 
 /// The engine request for what the proxy forwarded, or why there is none.
@@ -233,7 +239,7 @@ fn map_request(deployment: &super::Deployment, peer_addr: SocketAddr, request: &
 fn mcp_call(deployment: &super::Deployment, method: &str, path: &str, headers: &HeaderMap) -> Result<Option<routes::Matched>, String> {
     // Checked on every call, mapped or not: a repeated routing header is refused either way.
     let mcp_method = header(headers, "mcp-method")?;
-    let name = header(headers, "mcp-name")?.map(decode_mcp_value);
+    let name = header(headers, "mcp-name")?.map(agentgate_engine::mcp::decode_header_value);
     let Some(mcp) = deployment.mcp.as_ref() else { return Ok(None) };
     if path != mcp.path || method != "POST" {
         return Ok(None);
@@ -259,20 +265,8 @@ fn mcp_params(headers: &HeaderMap) -> Result<Option<String>, String> {
             return Err(repeated(k.as_str()));
         }
         let Ok(value) = v.to_str() else { continue };
-        params.insert(name.to_owned(), serde_json::Value::String(decode_mcp_value(value)));
+        params.insert(name.to_owned(), serde_json::Value::String(agentgate_engine::mcp::decode_header_value(value)));
     }
     Ok((!params.is_empty()).then(|| json!({ "params": params }).to_string()))
 }
 
-/// Non-ASCII MCP header values arrive as `=?base64?<value>?=`.
-fn decode_mcp_value(value: &str) -> String {
-    use base64::Engine as _;
-    match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
-        Some(encoded) => base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_else(|| value.to_owned()),
-        None => value.to_owned(),
-    }
-}

@@ -10,10 +10,22 @@ pub fn status(decision: &Decision, dialect: Dialect) -> StatusCode {
     StatusCode::from_u16(http_answer::status(decision, dialect)).unwrap_or(StatusCode::FORBIDDEN)
 }
 
-/// `WWW-Authenticate` (and `DPoP-Nonce`) for a 401.
-pub fn challenge(decision: &Decision, headers: &mut HeaderMap) {
-    if let Some(v) = http_answer::challenge(decision).and_then(|c| HeaderValue::from_str(&c).ok()) {
-        headers.insert(header::WWW_AUTHENTICATE, v);
+/// What a deployment's challenges carry besides the decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChallengeParams {
+    /// The RFC 9728 metadata URL (`[protected_resource]`), named in every challenge.
+    pub resource_metadata: Option<String>,
+    /// Whether the deployment takes DPoP (`[dpop] mode` not `off`): a `DPoP` challenge too.
+    pub dpop: bool,
+}
+
+/// `WWW-Authenticate` (every challenge, in order) and `DPoP-Nonce` for a 401 or a 403
+/// `insufficient_scope`.
+pub fn challenge(decision: &Decision, params: &ChallengeParams, headers: &mut HeaderMap) {
+    for c in http_answer::challenges(decision, params.resource_metadata.as_deref(), params.dpop) {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            headers.append(header::WWW_AUTHENTICATE, v);
+        }
     }
     if let Some(nonce) = decision.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
         headers.insert("dpop-nonce", nonce);

@@ -13,6 +13,8 @@ pub mod forward;
 pub mod http_map;
 pub mod metrics;
 pub mod origin;
+pub mod proxy;
+pub mod resource_metadata;
 pub mod routes;
 mod connections;
 
@@ -55,6 +57,8 @@ pub struct Deployment {
     mcp: Option<McpEntry>,
     pool_size: usize,
     decision_api: decision_api::Guard,
+    /// What the deployment's `WWW-Authenticate` challenges carry besides the decision.
+    challenge: http_map::ChallengeParams,
 }
 
 impl Deployment {
@@ -95,7 +99,33 @@ impl Deployment {
         // first request.
         let first = runtime.preloaded_verifier().map_err(|e| anyhow::anyhow!("{e}"))?;
         let idle = Mutex::new(vec![first]);
-        Ok(Deployment { generation, pool_size: server.pool_size.max(1), mcp: config.file.mcp.clone(), config, runtime, idle, routes, origins, decision_api })
+        let challenge = http_map::ChallengeParams {
+            resource_metadata: config.file.protected_resource.as_ref().map(|p| p.metadata_url()).transpose().map_err(anyhow::Error::msg)?,
+            dpop: config.file.dpop.mode != agentgate_engine::DpopMode::Off,
+        };
+        Ok(Deployment { generation, pool_size: server.pool_size.max(1), mcp: config.file.mcp.clone(), config, runtime, idle, routes, origins, decision_api, challenge })
+    }
+
+    /// Checks an instance out of the pool (or starts one), runs `f` on it, and returns it.
+    fn with_instance<T>(&self, f: impl FnOnce(&mut ComponentVerifier) -> T) -> Result<T, Decision> {
+        let gate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut gate = match gate {
+            Some(g) => g,
+            None => self.runtime.preloaded_verifier().map_err(|e| Decision::engine_error(format!("could not start a decision instance: {e}")))?,
+        };
+        let out = f(&mut gate);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.pool_size
+        {
+            idle.push(gate);
+        }
+        Ok(out)
+    }
+
+    /// Which of `tools` the caller of an allowed `tools/list` `request` may see (see
+    /// `agentgate_engine::Engine::visible_tools`); the proof is not spent again.
+    pub fn visible_tools(&self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Decision> {
+        self.with_instance(|gate| gate.visible_tools(request, tools))?
     }
 
     /// Decides one call on an instance from the pool (`batch`: several calls sharing one proof).
@@ -381,10 +411,14 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/.well-known/authzen-configuration", get(authzen::metadata))
+        .route(resource_metadata::WELL_KNOWN, get(resource_metadata::metadata))
+        .route(&format!("{}/{{*resource}}", resource_metadata::WELL_KNOWN), get(resource_metadata::metadata))
         .merge(decision_apis)
         .route(&prefix, any(forward::forward_auth))
         .route(&format!("{prefix}/"), any(forward::forward_auth))
         .route(&format!("{prefix}/{{*rest}}"), any(forward::forward_auth))
+        // Reverse-proxy mode (`[server] upstream`): everything else is decided and forwarded.
+        .fallback(proxy::proxy)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(max_headers, header_limit))
         .with_state(state)
