@@ -111,16 +111,24 @@ replay_tests!(
     forward_auth,
 );
 
-/// Writes the seed inputs (`fuzz/src/seeds.rs`) to `fuzz/seeds/<target>/`:
+/// Writes the seed inputs (`fuzz/src/seeds.rs`) to `fuzz/corpus/<target>/seed-<name>`, as
+/// `fuzz/tools/write_seeds.rs` does from the nightly fuzz build, without building the fuzzer:
 /// `cargo test --release --test fuzz_corpora -- --ignored write_seed_corpora`.
 #[test]
-#[ignore = "writes files: run by hand to refresh fuzz/seeds/"]
+#[ignore = "writes files: run by hand to refresh the seeds in fuzz/corpus/"]
 fn write_seed_corpora() {
     for (target, seeds) in fuzz::seeds::all() {
-        let dir = fuzz_dir().join("seeds").join(target);
+        let dir = fuzz_dir().join("corpus").join(target);
         std::fs::create_dir_all(&dir).unwrap();
+        let mut used = std::collections::BTreeSet::new();
         for (name, bytes) in seeds {
-            std::fs::write(dir.join(name), bytes).unwrap();
+            let mut file = format!("seed-{name}");
+            let mut n = 2;
+            while !used.insert(file.clone()) {
+                file = format!("seed-{name}-{n}");
+                n += 1;
+            }
+            std::fs::write(dir.join(&file), bytes).unwrap();
         }
     }
 }
