@@ -209,10 +209,7 @@ fn main() {
     };
     let state_section = match &store {
         None => STATE_MEMORY.to_owned(),
-        Some(store) => format!(
-            "\n[state]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"agentgate-load:\"\nmax_proofs_per_key = 100000000\n",
-            store.url()
-        ),
+        Some(store) => format!("\n[state]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"agentgate-load:\"\nmax_proofs_per_key = 100000000\n", store.url()),
     };
     let config = format!("{base}\n[runtime]\ncrypto = \"{crypto}\"\n{state_section}");
 
@@ -231,7 +228,8 @@ fn main() {
     let count = (seconds as usize) * 16_000;
     let now = mint::now() + 2;
     let proofs: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| (0..count / 2).map(|_| mint::dpop_proof(&agent, "GET", URI, &token, now, None)).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> =
+            (0..2).map(|_| s.spawn(|| (0..count / 2).map(|_| mint::dpop_proof(&agent, "GET", URI, &token, now, None)).collect::<Vec<_>>())).collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
 
@@ -275,7 +273,11 @@ fn main() {
     println!(
         "crypto: {crypto} (the `[runtime] crypto` of the served component); deployment: {}",
         if fleet {
-            format!("fleet, 2 nodes on Redis (`{}`), 1 worker thread each, one wrk per node (1 thread, {} connections)", store.as_ref().unwrap().url(), connections / nodes)
+            format!(
+                "fleet, 2 nodes on Redis (`{}`), 1 worker thread each, one wrk per node (1 thread, {} connections)",
+                store.as_ref().unwrap().url(),
+                connections / nodes
+            )
         } else {
             format!("one node, memory, 2 worker threads, one wrk (2 threads, {connections} connections)")
         }
@@ -307,11 +309,7 @@ fn main() {
             failed = true;
         }
     }
-    println!(
-        "combined: {total_rps:.0} checks/s, {}; {total_allowed} allowed ({} proofs were minted)",
-        percentiles_line(&combined),
-        proofs.len()
-    );
+    println!("combined: {total_rps:.0} checks/s, {}; {total_allowed} allowed ({} proofs were minted)", percentiles_line(&combined), proofs.len());
     println!(
         "RESULT mode={mode} crypto={crypto} nodes={nodes} connections={connections} seconds={seconds} checks_per_s={total_rps:.0} {} failed={failed}",
         PERCENTILES.iter().map(|p| format!("p{p}_ms={:.2}", percentile(&combined, *p))).collect::<Vec<_>>().join(" ")

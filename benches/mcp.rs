@@ -64,7 +64,9 @@ fn upstream(n: usize) -> SocketAddr {
 /// `upstream`.
 fn deployment(n: usize, upstream: SocketAddr) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
-    let tools: Vec<Value> = (0..n).map(|i| json!({"name": format!("tool_{i}"), "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}})).collect();
+    let tools: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("tool_{i}"), "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}))
+        .collect();
     std::fs::write(dir.path().join("tools.json"), json!({"tools": tools}).to_string()).unwrap();
     let out = std::process::Command::new(support::agentgate_bin())
         .args(["schema", "mcp"])
@@ -119,7 +121,8 @@ impl Client {
 
     /// POSTs `body`; through agentgate with the token and `proof`.
     fn post(&self, url: &str, body: &str, proof: Option<&str>) -> String {
-        let mut request = self.http.post(url).header("content-type", "application/json").header("X-Forwarded-Proto", "https").header("X-Forwarded-Host", "files.example.com");
+        let mut request =
+            self.http.post(url).header("content-type", "application/json").header("X-Forwarded-Proto", "https").header("X-Forwarded-Host", "files.example.com");
         if let Some(p) = proof {
             request = request.header("Authorization", &format!("DPoP {}", self.token)).header("DPoP", p);
         }
@@ -146,7 +149,9 @@ fn mcp_benches(c: &mut Criterion) {
     assert!(client.post(&proxied, &call, Some(&client.proof())).contains("\"ok\""));
     let mut group = c.benchmark_group("mcp_tool_call");
     group.bench_function("direct", |b| b.iter(|| black_box(client.post(&direct, &call, None))));
-    group.bench_function("through_agentgate", |b| b.iter_batched(|| client.proof(), |p| black_box(client.post(&proxied, &call, Some(&p))), BatchSize::SmallInput));
+    group.bench_function("through_agentgate", |b| {
+        b.iter_batched(|| client.proof(), |p| black_box(client.post(&proxied, &call, Some(&p))), BatchSize::SmallInput)
+    });
     group.finish();
 
     let mut group = c.benchmark_group("mcp_tools_list");

@@ -12,8 +12,8 @@ use agentgate_engine::authorizer::context::ContextFacts;
 use agentgate_engine::authorizer::{AuthzCall, PrincipalKind};
 use agentgate_engine::dpop::{self, ProofCheck};
 use agentgate_engine::jose::es256::{Es256Signature, RustCryptoVerifier, SignatureVerifier};
-use agentgate_engine::jose::precomputed::{self, FixedBaseTable, LEARNED_WINDOW, PINNED_WINDOW};
 use agentgate_engine::jose::jws;
+use agentgate_engine::jose::precomputed::{self, FixedBaseTable, LEARNED_WINDOW, PINNED_WINDOW};
 use agentgate_engine::{Engine, Settings};
 use common::{ENTITIES, Fixture, URI};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -57,7 +57,15 @@ fn dpop_checks(c: &mut Criterion) {
             b.iter_batched(
                 || f.call().credentials.dpop.unwrap(),
                 |proof| {
-                    let check = ProofCheck { settings: &settings, now: agentgate::mint::now() as i64, method: "GET", uri: URI, ath: &ath, bound_key: &jkt, nonces: None };
+                    let check = ProofCheck {
+                        settings: &settings,
+                        now: agentgate::mint::now() as i64,
+                        method: "GET",
+                        uri: URI,
+                        ath: &ath,
+                        bound_key: &jkt,
+                        nonces: None,
+                    };
                     dpop::verify(black_box(&proof), check, v).unwrap()
                 },
                 BatchSize::SmallInput,

@@ -32,8 +32,8 @@ use agentgate_engine::state::{ProofAnswer, ProofLimits, ProofUse};
 use common::Fixture;
 use criterion::{BatchSize, Criterion};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The lifetime the engine asks for a fresh proof (`max_age_secs` 60 + 1).
 const PROOF_TTL_SECS: u32 = 61;

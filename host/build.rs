@@ -73,11 +73,7 @@ fn main() {
 /// `<target dir>/agentgate-guest`, shared by every host profile so the guest builds once.
 /// OUT_DIR is `<target dir>/<profile>/build/agentgate-<hash>/out`.
 fn guest_target_dir(out_dir: &Path) -> PathBuf {
-    out_dir
-        .ancestors()
-        .nth(4)
-        .map(|target| target.join("agentgate-guest"))
-        .unwrap_or_else(|| out_dir.join("agentgate-guest"))
+    out_dir.ancestors().nth(4).map(|target| target.join("agentgate-guest")).unwrap_or_else(|| out_dir.join("agentgate-guest"))
 }
 
 fn build_variant(root: &Path, target_dir: &Path, profile: &str, variant: &Variant) -> PathBuf {
@@ -109,7 +105,11 @@ fn build_variant(root: &Path, target_dir: &Path, profile: &str, variant: &Varian
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-        let hint = if stderr.contains("wasm32-wasip2") && (stderr.contains("target may not be installed") || stderr.contains("can't find crate for `core`") || stderr.contains("can't find crate for `std`")) {
+        let hint = if stderr.contains("wasm32-wasip2")
+            && (stderr.contains("target may not be installed")
+                || stderr.contains("can't find crate for `core`")
+                || stderr.contains("can't find crate for `std`"))
+        {
             "\n\nthe wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
         } else {
             ""

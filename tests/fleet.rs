@@ -109,7 +109,8 @@ fn a_revocation_made_once_is_enforced_by_every_node_within_a_second() {
     let revoke = Command::new(&bin).args(["revoke", "--config"]).arg(&f.config).args(["--agent", ASSISTANT, "--expires", "1h"]).output().unwrap();
     assert!(revoke.status.success(), "{}", String::from_utf8_lossy(&revoke.stderr));
     for (i, node) in f.nodes.iter().enumerate() {
-        let (got, took) = until(Duration::from_secs(3), || outcome(nginx_call(node, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None))), |o| o.1 == "revoked");
+        let (got, took) =
+            until(Duration::from_secs(3), || outcome(nginx_call(node, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None))), |o| o.1 == "revoked");
         assert_eq!(got, (401, "revoked".into()), "node {i}");
         assert!(took < Duration::from_secs(1), "node {i} took {took:?}");
     }
@@ -180,7 +181,9 @@ fn a_hung_store_reads_as_unavailable_within_its_timeout_not_as_an_engine_error()
 
 #[test]
 fn a_store_that_may_evict_keys_is_refused_at_start() {
-    let Some(redis) = support::redis::start_or_skip_with("a_store_that_may_evict_keys_is_refused_at_start", &["--maxmemory-policy", "allkeys-lru"]) else { return };
+    let Some(redis) = support::redis::start_or_skip_with("a_store_that_may_evict_keys_is_refused_at_start", &["--maxmemory-policy", "allkeys-lru"]) else {
+        return;
+    };
     let d = Deployment::fleet_node(&redis.url(), "agentgate-test:evict:", "");
     let err = agentgate::server::state(&agentgate::server::ServeOptions { config: d.path("agentgate.toml"), listen: None }).unwrap_err();
     let text = format!("{err:#}");

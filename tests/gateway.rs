@@ -95,7 +95,8 @@ fn the_gateway_forwards_allowed_calls_and_answers_denials_itself() {
     assert_eq!(resp.status(), 400);
     assert_eq!(support::serve::body_json(resp)["outcome"], "invalid_request");
     let p = proof(&k, &t, URI, None);
-    let resp = agent().get(&url("/mailboxes/alice/messages")).header("Authorization", &format!("DPoP {t}")).header("DPoP", &p).header("DPoP", &p).call().unwrap();
+    let resp =
+        agent().get(&url("/mailboxes/alice/messages")).header("Authorization", &format!("DPoP {t}")).header("DPoP", &p).header("DPoP", &p).call().unwrap();
     assert_eq!(resp.status(), 401);
     assert!(header(&resp, "www-authenticate").contains("more than one DPoP proof"));
 

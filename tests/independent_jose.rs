@@ -63,19 +63,27 @@ fn mint(issuer: &Key, agent: &Key, domain: &Key, mailbox_owner_claim: &str) -> M
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("at+jwt".into());
     header.kid = Some("independent-kid".into());
-    let token = jws(issuer, header, &json!({
-        "iss": ISSUER, "sub": mailbox_owner_claim, "aud": "https://mail.example.com", "client_id": "independent-client",
-        "iat": t, "exp": t + 300, "jti": format!("independent-{t}"), "scope": "mail.read",
-        "act": {"sub": AGENT}, "cnf": {"jkt": thumbprint(&agent.public_jwk)},
-    }));
+    let token = jws(
+        issuer,
+        header,
+        &json!({
+            "iss": ISSUER, "sub": mailbox_owner_claim, "aud": "https://mail.example.com", "client_id": "independent-client",
+            "iat": t, "exp": t + 300, "jti": format!("independent-{t}"), "scope": "mail.read",
+            "act": {"sub": AGENT}, "cnf": {"jkt": thumbprint(&agent.public_jwk)},
+        }),
+    );
 
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("dpop+jwt".into());
     header.jwk = Some(serde_json::from_value::<Jwk>(agent.public_jwk.clone()).unwrap());
-    let proof = jws(agent, header, &json!({
-        "jti": format!("independent-proof-{t}-{}", rand_suffix()), "htm": "GET", "htu": URI, "iat": t,
-        "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())),
-    }));
+    let proof = jws(
+        agent,
+        header,
+        &json!({
+            "jti": format!("independent-proof-{t}-{}", rand_suffix()), "htm": "GET", "htu": URI, "iat": t,
+            "ath": URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes())),
+        }),
+    );
 
     let mut header = Header::new(Algorithm::ES256);
     header.typ = Some("wit+jwt".into());
@@ -103,7 +111,9 @@ fn request(m: &Minted, mailbox: &str, with_identity: bool) -> agentgate::CheckRe
         action: "mail:read".into(),
         resource: agentgate_engine::EntityRef { type_name: "Mailbox".into(), id: mailbox.into() },
         context_json: None,
-        entities_json: Some(json!([{"uid": {"type": "Mailbox", "id": mailbox}, "attrs": {"owner": {"__entity": {"type": "User", "id": mailbox}}}, "parents": []}]).to_string()),
+        entities_json: Some(
+            json!([{"uid": {"type": "Mailbox", "id": mailbox}, "attrs": {"owner": {"__entity": {"type": "User", "id": mailbox}}}, "parents": []}]).to_string(),
+        ),
         now: None,
     }
 }
@@ -115,13 +125,8 @@ fn independently_minted_credentials_are_allowed_and_policy_still_decides() {
     let domain = generate(Some("independent-domain"));
     let mut bundle_key = domain.public_jwk.clone();
     bundle_key["use"] = json!("jwt-svid");
-    let deployment = mail_deployment(
-        ISSUER,
-        &json!({"keys": [issuer.public_jwk]}),
-        Some(&json!({"keys": [bundle_key]})),
-        "",
-        "\n[dpop]\nmode = \"required\"\n",
-    );
+    let deployment =
+        mail_deployment(ISSUER, &json!({"keys": [issuer.public_jwk]}), Some(&json!({"keys": [bundle_key]})), "", "\n[dpop]\nmode = \"required\"\n");
     for host in HOSTS {
         let mut decider = support::decider(host, &deployment.config);
 

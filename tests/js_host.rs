@@ -44,8 +44,7 @@ fn js_host_decides_every_vector_like_wasmtime() {
         .env("AGENTGATE_JS_DECISIONS", &decisions));
     eprintln!("{}", summary.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
 
-    let js_decisions: BTreeMap<String, Vec<DecisionJson>> =
-        serde_json::from_str(&std::fs::read_to_string(&decisions).unwrap()).unwrap();
+    let js_decisions: BTreeMap<String, Vec<DecisionJson>> = serde_json::from_str(&std::fs::read_to_string(&decisions).unwrap()).unwrap();
     let mut failures = Vec::new();
     for file in vector_files() {
         let name = file.file_name().unwrap().to_string_lossy().to_string();

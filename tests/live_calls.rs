@@ -32,13 +32,7 @@ struct World {
 fn world() -> World {
     let issuer = KeyPair::generate("live-issuer").unwrap();
     let agent = KeyPair::generate("live-agent").unwrap();
-    let deployment = mail_deployment(
-        ISSUER,
-        &mint::jwks(&[&issuer]),
-        None,
-        "revocations = \"revoked.json\"",
-        "\n[dpop]\nmode = \"required\"\n",
-    );
+    let deployment = mail_deployment(ISSUER, &mint::jwks(&[&issuer]), None, "revocations = \"revoked.json\"", "\n[dpop]\nmode = \"required\"\n");
     write_atomically(&deployment.dir.path().join("revoked.json"), "{}");
     World { issuer, agent, deployment }
 }
@@ -57,7 +51,9 @@ fn call(w: &World, actor: &str) -> CheckRequest {
         action: "mail:read".into(),
         resource: EntityRef { type_name: "Mailbox".into(), id: "alice".into() },
         context_json: None,
-        entities_json: Some(json!([{"uid": {"type": "Mailbox", "id": "alice"}, "attrs": {"owner": {"__entity": {"type": "User", "id": "alice"}}}, "parents": []}]).to_string()),
+        entities_json: Some(
+            json!([{"uid": {"type": "Mailbox", "id": "alice"}, "attrs": {"owner": {"__entity": {"type": "User", "id": "alice"}}}, "parents": []}]).to_string(),
+        ),
         now: None,
     }
 }

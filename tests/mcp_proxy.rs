@@ -350,7 +350,12 @@ fn malformed_or_inconsistent_requests_are_refused_before_a_decision() {
     let (status, _, message, _) = refused(&big, &[]);
     assert_eq!((status, message.as_str()), (413, "the body is over the limit of 4096 bytes (or was cut off)"));
     // Consistent headers, a supported version and an allowed origin pass.
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), &good, &[("mcp-name", "read_file"), ("mcp-method", "tools/call"), ("mcp-protocol-version", "2025-11-25"), ("origin", "https://app.example.com")]);
+    let resp = post(
+        &r,
+        Some((&t, &proof(&k, "POST", &t))),
+        &good,
+        &[("mcp-name", "read_file"), ("mcp-method", "tools/call"), ("mcp-protocol-version", "2025-11-25"), ("origin", "https://app.example.com")],
+    );
     assert_eq!(resp.status(), 200);
     assert_eq!(up.received.lock().unwrap().iter().filter(|(m, _, _)| m == "POST").count(), 1, "nothing refused reached the upstream");
     let resp = agent().put(&r.url("/mcp")).header("X-Forwarded-Host", "files.example.com").send("{}").unwrap();

@@ -28,12 +28,7 @@ fn jwk(text: &str) -> EcPublicJwk {
 }
 
 fn settings() -> Settings {
-    Settings {
-        audiences: vec!["https://resource.example.org".into()],
-        limits: Default::default(),
-        dpop: DpopSettings::default(),
-        identity: Default::default(),
-    }
+    Settings { audiences: vec!["https://resource.example.org".into()], limits: Default::default(), dpop: DpopSettings::default(), identity: Default::default() }
 }
 
 #[test]
@@ -76,7 +71,8 @@ fn rfc9449_figure_13_proof_passes_every_check() {
     let other_ath = dpop::ath("another");
     let other_token = dpop::verify(FIG13_PROOF, ProofCheck { ath: &other_ath, ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_token.reason, "DPoP proof `ath` does not match the access token");
-    let other_key = dpop::verify(FIG13_PROOF, ProofCheck { bound_key: "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U", ..check }, &RustCryptoVerifier::new()).unwrap_err();
+    let other_key =
+        dpop::verify(FIG13_PROOF, ProofCheck { bound_key: "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U", ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert_eq!(other_key.outcome, Outcome::InvalidToken);
     let later = dpop::verify(FIG13_PROOF, ProofCheck { now: 1_562_262_618 + 61, ..check }, &RustCryptoVerifier::new()).unwrap_err();
     assert!(later.reason.contains("too old"), "{}", later.reason);

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::serve::*;
 
-
 #[test]
 fn authzen_evaluation_allows_denies_and_describes_itself() {
     let d = Deployment::standard();
@@ -78,7 +77,11 @@ fn authzen_malformed_bodies_are_400() {
         let err = body_json(resp);
         assert!(err["error"].as_str().unwrap().contains(phrase), "{err}");
     }
-    let resp = agent().post(&r.url("/access/v1/evaluations")).header("content-type", "application/json").send(r#"{"options":{"evaluations_semantic":"maybe"}}"#).unwrap();
+    let resp = agent()
+        .post(&r.url("/access/v1/evaluations"))
+        .header("content-type", "application/json")
+        .send(r#"{"options":{"evaluations_semantic":"maybe"}}"#)
+        .unwrap();
     assert_eq!(resp.status(), 400);
 }
 
@@ -426,7 +429,10 @@ fn hot_reload_under_load_fails_no_request_and_a_broken_policy_changes_nothing() 
 
     // Drop the read permission: the next generation denies alice's assistant.
     std::thread::sleep(Duration::from_millis(500));
-    replace_file(&d.path("policies/mail.cedar"), "@id(\"mail-send-own\")\npermit (principal, action == Action::\"mail:send\", resource)\nwhen { context.scopes.contains(\"mail.send\") && resource.owner == context.user };\n");
+    replace_file(
+        &d.path("policies/mail.cedar"),
+        "@id(\"mail-send-own\")\npermit (principal, action == Action::\"mail:send\", resource)\nwhen { context.scopes.contains(\"mail.send\") && resource.owner == context.user };\n",
+    );
     wait_for("the reload", Duration::from_secs(60), || r.state.deployment().generation() == 2);
     let allowed_after = {
         let resp = nginx_call(&r, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None));

@@ -71,14 +71,14 @@ fn repeated_forwarded_headers_are_refused_in_every_dialect() {
     let t = token(&k, ASSISTANT);
     let nginx = deployment("", None);
     let r = start(&nginx);
-    let base = || {
-        agent()
-            .get(&r.url("/forward-auth"))
-            .header("Authorization", &format!("DPoP {t}"))
-            .header("DPoP", &proof(&k, &t, URI, None))
-    };
+    let base = || agent().get(&r.url("/forward-auth")).header("Authorization", &format!("DPoP {t}")).header("DPoP", &proof(&k, &t, URI, None));
     let full = [("X-Original-Method", "GET"), ("X-Original-URI", ALICE), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "mail.example.com")];
-    for (repeat, second) in [("X-Original-Method", "DELETE"), ("X-Original-URI", "/mailboxes/bob/messages"), ("X-Forwarded-Proto", "http"), ("X-Forwarded-Host", "evil.example.com")] {
+    for (repeat, second) in [
+        ("X-Original-Method", "DELETE"),
+        ("X-Original-URI", "/mailboxes/bob/messages"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "evil.example.com"),
+    ] {
         let mut req = base();
         for (name, value) in full {
             req = req.header(name, value);
@@ -116,7 +116,10 @@ fn repeated_forwarded_headers_are_refused_in_every_dialect() {
     let r = start(&envoy);
     let answer = raw(
         &r,
-        format!("GET /forward-auth{ALICE} HTTP/1.1\r\nHost: mail.example.com\r\nHost: evil.example.com\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET /forward-auth{ALICE} HTTP/1.1\r\nHost: mail.example.com\r\nHost: evil.example.com\r\nX-Forwarded-Proto: https\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
         Duration::from_secs(10),
     );
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
@@ -364,7 +367,11 @@ fn a_failing_audit_log_with_required_fails_closed() {
     let answer = body_json(post_json(&r, "/access/v1/evaluation", &evaluation(&k, &t, "alice")));
     assert_eq!(answer["decision"], false);
     assert_eq!(answer["context"]["outcome"], "engine_error");
-    let checked = body_json(post_json(&r, "/v1/check", &json!({"authorization": format!("DPoP {t}"), "dpop": proof(&k, &t, URI, None), "http": {"method": "GET", "uri": URI}, "action": "mail:read", "resource": {"type": "Mailbox", "id": "alice"}})));
+    let checked = body_json(post_json(
+        &r,
+        "/v1/check",
+        &json!({"authorization": format!("DPoP {t}"), "dpop": proof(&k, &t, URI, None), "http": {"method": "GET", "uri": URI}, "action": "mail:read", "resource": {"type": "Mailbox", "id": "alice"}}),
+    ));
     assert_eq!(checked["outcome"], "engine_error", "{checked}");
 }
 
@@ -459,7 +466,10 @@ fn an_edit_made_while_a_reload_builds_is_applied_without_sighup() {
     let t = token(&k, ASSISTANT);
     assert_eq!(nginx_call(&r, ALICE, &t, &proof(&k, &t, URI, None)).status(), 200);
     // A first edit starts a reload (a new policy set: the build compiles for seconds) …
-    replace_file(&d.path("policies/extra.cedar"), "@id(\"noop\")\nforbid (principal, action == Action::\"mail:send\", resource)\nwhen { context.scopes.contains(\"never-granted\") };\n");
+    replace_file(
+        &d.path("policies/extra.cedar"),
+        "@id(\"noop\")\nforbid (principal, action == Action::\"mail:send\", resource)\nwhen { context.scopes.contains(\"never-granted\") };\n",
+    );
     // The watcher polls every second and settles for 100 ms; the build then takes seconds.
     std::thread::sleep(Duration::from_millis(1500));
     if r.state.deployment().generation() != 1 {

@@ -113,9 +113,15 @@ fn serve_fetches_verifies_applies_and_refreshes_a_status_list() {
     // The first call waits a moment for the first fetch; a retry is always fine.
     let first = until(Duration::from_secs(5), || call_with_status(&r, &k, 0, &lists.uri()), |o| o.0 == 200);
     assert_eq!(first.0, 200, "{first:?}");
-    assert_eq!(call_with_status(&r, &k, 1, &lists.uri()), (401, format!("revoked: access token is invalid (0x01) in its status list `{}` (index 1)", lists.uri())));
+    assert_eq!(
+        call_with_status(&r, &k, 1, &lists.uri()),
+        (401, format!("revoked: access token is invalid (0x01) in its status list `{}` (index 1)", lists.uri()))
+    );
     assert!(call_with_status(&r, &k, 2, &lists.uri()).1.contains("is suspended (0x02)"));
-    assert_eq!(call_with_status(&r, &k, 4, &lists.uri()).1, format!("invalid_token: access token status index 4 is beyond the status list `{}` (4 entries)", lists.uri()));
+    assert_eq!(
+        call_with_status(&r, &k, 4, &lists.uri()).1,
+        format!("invalid_token: access token status index 4 is beyond the status list `{}` (4 entries)", lists.uri())
+    );
     // The issuer revokes entry 0; the list's `ttl` (1 s) brings it in without a restart.
     spec.entries = vec![1, 1, 2, 0];
     spec.issued_at += 1;

@@ -140,9 +140,7 @@ impl agentgate::SharedState for AcceptEveryProof {
 pub fn store_round_trips(metrics: &agentgate::state::StoreMetrics, backend: &str) -> String {
     let mut text = String::new();
     metrics.render(backend, &mut text);
-    let value = |name: &str| -> f64 {
-        text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
-    };
+    let value = |name: &str| -> f64 { text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0) };
     let count = value(&format!("agentgate_store_round_trip_seconds_count{{backend=\"{backend}\"}}"));
     let sum = value(&format!("agentgate_store_round_trip_seconds_sum{{backend=\"{backend}\"}}"));
     let share = |le: &str| 100.0 * value(&format!("agentgate_store_round_trip_seconds_bucket{{backend=\"{backend}\",le=\"{le}\"}}")) / count.max(1.0);

@@ -151,15 +151,18 @@ pub fn all() -> Seeds {
             add(
                 "entities_context",
                 name.clone(),
-                sections(&[policy_set | kind | 8 | 16], &[
-                    request["action"].as_str().unwrap_or_default().as_bytes(),
-                    request["resource"]["type"].as_str().unwrap_or_default().as_bytes(),
-                    request["resource"]["id"].as_str().unwrap_or_default().as_bytes(),
-                    principal.as_bytes(),
-                    &text(&request["context"]),
-                    &text(&request["entities"]),
-                    b"mail.read mail.send device.read",
-                ]),
+                sections(
+                    &[policy_set | kind | 8 | 16],
+                    &[
+                        request["action"].as_str().unwrap_or_default().as_bytes(),
+                        request["resource"]["type"].as_str().unwrap_or_default().as_bytes(),
+                        request["resource"]["id"].as_str().unwrap_or_default().as_bytes(),
+                        principal.as_bytes(),
+                        &text(&request["context"]),
+                        &text(&request["entities"]),
+                        b"mail.read mail.send device.read",
+                    ],
+                ),
             );
 
             // The same call through AuthZEN, with its own (expired) credentials.
@@ -236,7 +239,8 @@ pub fn all() -> Seeds {
     // AuthZEN and `/v1/check` with the harness's live credentials.
     let live = json!({"authorization": "DPoP $token", "dpop": "$proof", "http": {"method": "GET", "uri": MAIL_URI},
         "entities": [{"uid": {"type": "Mailbox", "id": "alice"}, "attrs": {"owner": {"__entity": {"type": "User", "id": "alice"}}}, "parents": []}]});
-    let evaluation = json!({"subject": {"type": "agent", "id": AGENT}, "action": {"name": "mail:read"}, "resource": {"type": "Mailbox", "id": "alice"}, "context": live});
+    let evaluation =
+        json!({"subject": {"type": "agent", "id": AGENT}, "action": {"name": "mail:read"}, "resource": {"type": "Mailbox", "id": "alice"}, "context": live});
     let with_properties = json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "mail:read"},
         "resource": {"type": "Mailbox", "id": "alice", "properties": {"owner": {"type": "User", "id": "alice"}}},
         "context": {"authorization": "DPoP $token", "dpop": "$proof", "http": {"method": "GET", "uri": MAIL_URI}}});
@@ -273,30 +277,56 @@ pub fn all() -> Seeds {
         ("nginx-dots".into(), 0, "GET".into(), "/forward-auth".into(), (nginx("/mailboxes/bob/../alice/messages"))),
         ("nginx-encoded".into(), 0, "GET".into(), "/forward-auth".into(), (nginx("/mailboxes/al%69ce/messages?x=1"))),
         ("nginx-untrusted".into(), 4, "GET".into(), "/forward-auth".into(), (nginx("/mailboxes/alice/messages"))),
-        ("nginx-twice".into(), 0, "GET".into(), "/forward-auth".into(), [nginx("/mailboxes/alice/messages"), owned(vec!["X-Original-URI: /mailboxes/bob/messages"])].concat()),
+        (
+            "nginx-twice".into(),
+            0,
+            "GET".into(),
+            "/forward-auth".into(),
+            [nginx("/mailboxes/alice/messages"), owned(vec!["X-Original-URI: /mailboxes/bob/messages"])].concat(),
+        ),
         (
             "traefik".into(),
             1,
             "GET".into(),
             "/forward-auth".into(),
-            owned([&creds[..], &["X-Forwarded-Method: GET", "X-Forwarded-Uri: /mailboxes/alice/messages", "X-Forwarded-Proto: https", "X-Forwarded-Host: mail.example.com"]].concat()),
+            owned(
+                [
+                    &creds[..],
+                    &[
+                        "X-Forwarded-Method: GET",
+                        "X-Forwarded-Uri: /mailboxes/alice/messages",
+                        "X-Forwarded-Proto: https",
+                        "X-Forwarded-Host: mail.example.com",
+                    ],
+                ]
+                .concat(),
+            ),
         ),
-        ("envoy".into(), 2, "GET".into(), "/forward-auth/mailboxes/alice/messages".into(), owned([&creds[..], &["Host: mail.example.com", "X-Forwarded-Proto: https"]].concat())),
+        (
+            "envoy".into(),
+            2,
+            "GET".into(),
+            "/forward-auth/mailboxes/alice/messages".into(),
+            owned([&creds[..], &["Host: mail.example.com", "X-Forwarded-Proto: https"]].concat()),
+        ),
         (
             "mcp".into(),
             3,
             "GET".into(),
             "/forward-auth".into(),
             owned(
-                [&creds[..], &[
-                    "X-Original-Method: POST",
-                    "X-Original-URI: /mcp",
-                    "X-Forwarded-Proto: https",
-                    "X-Forwarded-Host: files.example.com",
-                    "Mcp-Method: tools/call",
-                    "Mcp-Name: read_file",
-                    "Mcp-Param-Path: /docs/readme.md",
-                ]]
+                [
+                    &creds[..],
+                    &[
+                        "X-Original-Method: POST",
+                        "X-Original-URI: /mcp",
+                        "X-Forwarded-Proto: https",
+                        "X-Forwarded-Host: files.example.com",
+                        "Mcp-Method: tools/call",
+                        "Mcp-Name: read_file",
+                        "Mcp-Param-Path: /docs/readme.md",
+                    ],
+                ]
                 .concat(),
             ),
         ),

@@ -91,9 +91,8 @@ pub fn verify_timeless(token: &str, check: TokenCheck<'_>, verifier: &dyn Signat
     let Some(key) = keys.get(&kid) else {
         return Err(format!("access token key id {} is not in the JWKS of issuer {}", quote(&kid), quote(&issuer)));
     };
-    let verified = jws
-        .verify(&key.key, verifier)
-        .map_err(|_| format!("access token signature does not verify with key {} of issuer {}", quote(&kid), quote(&issuer)))?;
+    let verified =
+        jws.verify(&key.key, verifier).map_err(|_| format!("access token signature does not verify with key {} of issuer {}", quote(&kid), quote(&issuer)))?;
     check_claims(&verified, issuer, kid, check).map_err(|e| format!("access token {e}"))
 }
 

@@ -62,9 +62,7 @@ pub fn audiences(claims: &JsonObject) -> Result<Vec<String>, ClaimError> {
     match claims.get("aud") {
         None => Err(ClaimError::Missing("aud")),
         Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) if !items.is_empty() => {
-            items.iter().map(|v| v.as_str().map(str::to_owned).ok_or(invalid.clone())).collect()
-        }
+        Some(Value::Array(items)) if !items.is_empty() => items.iter().map(|v| v.as_str().map(str::to_owned).ok_or(invalid.clone())).collect(),
         Some(_) => Err(invalid),
     }
 }

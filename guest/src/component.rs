@@ -135,11 +135,7 @@ impl wit_engine::GuestVerifier for ComponentVerifier {
 
 fn from_wit(r: wit::CheckRequest) -> CheckRequest {
     CheckRequest {
-        credentials: Credentials {
-            authorization: r.credentials.authorization,
-            dpop: r.credentials.dpop,
-            agent_identity: r.credentials.agent_identity,
-        },
+        credentials: Credentials { authorization: r.credentials.authorization, dpop: r.credentials.dpop, agent_identity: r.credentials.agent_identity },
         http: r.http.map(|h| HttpRequest { method: h.method, uri: h.uri }),
         action: r.action,
         resource: EntityRef { type_name: r.resource.type_name, id: r.resource.id },

@@ -148,12 +148,7 @@ pub struct Decision {
 impl Decision {
     /// A deny built from a denial, with whatever was verified before it happened.
     pub fn denied(denial: Denial, verified: VerifiedFacts) -> Self {
-        Decision {
-            outcome: denial.outcome,
-            reason: denial.reason,
-            dpop_nonce: denial.dpop_nonce,
-            ..Decision::from_facts(verified)
-        }
+        Decision { outcome: denial.outcome, reason: denial.reason, dpop_nonce: denial.dpop_nonce, ..Decision::from_facts(verified) }
     }
 
     /// An `engine_error` deny, used by hosts when the component fails.

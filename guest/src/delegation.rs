@@ -92,10 +92,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_chains() {
-        assert_eq!(chain(r#"{"act":{"sub":"a","act":{"sub":"b","act":{"sub":"c"}}}}"#, 2).err().as_deref(), Some("has a delegation chain deeper than the limit of 2 actors"));
+        assert_eq!(
+            chain(r#"{"act":{"sub":"a","act":{"sub":"b","act":{"sub":"c"}}}}"#, 2).err().as_deref(),
+            Some("has a delegation chain deeper than the limit of 2 actors")
+        );
         assert_eq!(chain(r#"{"act":"a"}"#, 4).err().as_deref(), Some("has an `act` claim that is not a JSON object"));
         assert_eq!(chain(r#"{"act":{"iss":"x"}}"#, 4).err().as_deref(), Some("has an `act` without a non-empty string `sub`"));
-        assert_eq!(chain(r#"{"act":{"sub":"a","exp":1}}"#, 4).err().as_deref(), Some("has an `act` carrying `exp`, which is not an identity claim (RFC 8693 §4.1)"));
-        assert_eq!(chain(r#"{"act":{"sub":"a","scope":"x"}}"#, 4).err().as_deref(), Some("has an `act` carrying `scope`, which is not an identity claim (RFC 8693 §4.1)"));
+        assert_eq!(
+            chain(r#"{"act":{"sub":"a","exp":1}}"#, 4).err().as_deref(),
+            Some("has an `act` carrying `exp`, which is not an identity claim (RFC 8693 §4.1)")
+        );
+        assert_eq!(
+            chain(r#"{"act":{"sub":"a","scope":"x"}}"#, 4).err().as_deref(),
+            Some("has an `act` carrying `scope`, which is not an identity claim (RFC 8693 §4.1)")
+        );
     }
 }

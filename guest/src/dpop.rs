@@ -73,15 +73,9 @@ pub fn verify(header: &str, check: ProofCheck<'_>, verifier: &dyn SignatureVerif
     if thumbprint != check.bound_key {
         // RFC 9449 §7.1 answers a key-binding mismatch with `invalid_token`: the token is being
         // used by someone who does not hold its key.
-        return Err(Denial::token(format!(
-            "DPoP proof key {} does not match the token's `cnf.jkt` {}",
-            quote(&thumbprint),
-            quote(check.bound_key)
-        )));
+        return Err(Denial::token(format!("DPoP proof key {} does not match the token's `cnf.jkt` {}", quote(&thumbprint), quote(check.bound_key))));
     }
-    let verified = jws
-        .verify(jwk.public_key(), verifier)
-        .map_err(|_| invalid("DPoP proof signature does not verify with its `jwk`".into()))?;
+    let verified = jws.verify(jwk.public_key(), verifier).map_err(|_| invalid("DPoP proof signature does not verify with its `jwk`".into()))?;
     let c = &verified.claims;
     let claim = |e: ClaimError| invalid(format!("DPoP proof {e}"));
 

@@ -3,7 +3,7 @@
 
 use crate::access_token::{self, TokenCheck, VerifiedAccessToken};
 use crate::authorizer::context::ContextFacts;
-use crate::authorizer::{AuthzCall, Authorizer, BuiltRequest, PolicyAnswer, PrincipalKind, SourceText};
+use crate::authorizer::{Authorizer, AuthzCall, BuiltRequest, PolicyAnswer, PrincipalKind, SourceText};
 use crate::decision::{Decision, Denial, Outcome, VerifiedFacts};
 use crate::dpop::{self, ProofCheck, VerifiedProof};
 use crate::identity::{self, VerifiedIdentity};
@@ -15,9 +15,9 @@ use crate::revocation::{CallIds, RevocationId, RevocationList};
 use crate::settings::{DpopMode, Settings};
 use crate::state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState, StatusListAnswer};
 use crate::status_list::{self, StatusList, StatusListMode};
-use std::collections::HashMap;
 use crate::token_cache::{TokenCache, TokenHash};
 use crate::trust::{TrustConfig, TrustStore};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Everything an engine is built from; mirrors the WIT `config` record (and is its JSON form for
@@ -231,10 +231,13 @@ impl Engine {
         let now = resolve_now(req.now)?;
         self.check_sizes(req)?;
         let (scheme, token) = parse_authorization(req.credentials.authorization.as_deref())?;
-        step("authorization", match scheme {
-            Scheme::Dpop => "`DPoP` scheme".to_owned(),
-            Scheme::Bearer => "`Bearer` scheme".to_owned(),
-        });
+        step(
+            "authorization",
+            match scheme {
+                Scheme::Dpop => "`DPoP` scheme".to_owned(),
+                Scheme::Bearer => "`Bearer` scheme".to_owned(),
+            },
+        );
 
         let check = TokenCheck { settings: &self.settings, trust: &self.trust, now };
         // SHA-256 of the token: the cache key, and the `ath` a proof must carry.
@@ -263,10 +266,17 @@ impl Engine {
 
         let identity = self.check_identity(req, &at, proof.as_ref(), now)?;
         match &identity {
-            Some(id) => step("agent identity", format!("valid: `{}` ({})", id.spiffe_id.as_str(), match id.kind {
-                crate::identity::IdentityKind::WorkloadIdentityToken => "WIMSE workload identity token",
-                crate::identity::IdentityKind::JwtSvid => "JWT-SVID",
-            })),
+            Some(id) => step(
+                "agent identity",
+                format!(
+                    "valid: `{}` ({})",
+                    id.spiffe_id.as_str(),
+                    match id.kind {
+                        crate::identity::IdentityKind::WorkloadIdentityToken => "WIMSE workload identity token",
+                        crate::identity::IdentityKind::JwtSvid => "JWT-SVID",
+                    }
+                ),
+            ),
             None => step("agent identity", "none presented".into()),
         }
 
@@ -325,7 +335,14 @@ impl Engine {
     }
 
     /// RFC 9449 §7 binding rules and the configured mode, then the proof itself.
-    fn check_binding(&self, scheme: Scheme, at: &VerifiedAccessToken, token_hash: &TokenHash, req: &CheckRequest, now: i64) -> Result<Option<VerifiedProof>, Denial> {
+    fn check_binding(
+        &self,
+        scheme: Scheme,
+        at: &VerifiedAccessToken,
+        token_hash: &TokenHash,
+        req: &CheckRequest,
+        now: i64,
+    ) -> Result<Option<VerifiedProof>, Denial> {
         let mode = self.settings.dpop.mode;
         let jkt = match (scheme, at.bound_key.as_deref(), mode) {
             (Scheme::Dpop, None, _) => {
@@ -350,20 +367,18 @@ impl Engine {
             return Err(Denial::request("a DPoP proof can only be checked with the request's HTTP method and URI (`http`)"));
         };
         let ath = crate::jose::base64url::encode(token_hash);
-        let check = ProofCheck {
-            settings: &self.settings,
-            now,
-            method: &http.method,
-            uri: &http.uri,
-            ath: &ath,
-            bound_key: jkt,
-            nonces: self.nonces.as_ref(),
-        };
+        let check = ProofCheck { settings: &self.settings, now, method: &http.method, uri: &http.uri, ath: &ath, bound_key: jkt, nonces: self.nonces.as_ref() };
         dpop::verify(header, check, self.verifier.as_ref()).map(Some)
     }
 
     /// The agent identity, verified and bound to the token's actor and the proof key.
-    fn check_identity(&self, req: &CheckRequest, at: &VerifiedAccessToken, proof: Option<&VerifiedProof>, now: i64) -> Result<Option<VerifiedIdentity>, Denial> {
+    fn check_identity(
+        &self,
+        req: &CheckRequest,
+        at: &VerifiedAccessToken,
+        proof: Option<&VerifiedProof>,
+        now: i64,
+    ) -> Result<Option<VerifiedIdentity>, Denial> {
         let actor = at.chain.current();
         let Some(token) = req.credentials.agent_identity.as_deref() else {
             if self.settings.identity.required && actor.is_some() {
@@ -380,11 +395,7 @@ impl Engine {
                 return Err(Denial::token(format!("agent identity is bound to key {}, but the call carries no DPoP proof", quote(key))));
             };
             if *key != proof.thumbprint {
-                return Err(Denial::token(format!(
-                    "agent identity key {} does not match the DPoP proof key {}",
-                    quote(key),
-                    quote(&proof.thumbprint)
-                )));
+                return Err(Denial::token(format!("agent identity key {} does not match the DPoP proof key {}", quote(key), quote(&proof.thumbprint))));
             }
         }
         Ok(Some(id))
@@ -512,7 +523,12 @@ const STATUS_LISTS_KEPT: usize = 16;
 /// Everything of a call that a revocation can name: the token (by `jti`, of any issuer and of
 /// its own), the user likewise, every actor, the issuer key (thumbprint, scoped and bare `kid`),
 /// the proof key, and the workload identity with its bundle key.
-fn revocation_ids(at: &VerifiedAccessToken, issuer_key_thumbprint: Option<&str>, proof: Option<&VerifiedProof>, identity: Option<&VerifiedIdentity>) -> CallIds {
+fn revocation_ids(
+    at: &VerifiedAccessToken,
+    issuer_key_thumbprint: Option<&str>,
+    proof: Option<&VerifiedProof>,
+    identity: Option<&VerifiedIdentity>,
+) -> CallIds {
     let mut ids = CallIds::default();
     ids.push(RevocationId::Token { issuer: None, jti: at.jti.clone() });
     ids.push(RevocationId::Token { issuer: Some(at.issuer.clone()), jti: at.jti.clone() });

@@ -158,7 +158,10 @@ mod tests {
             challenge(&decision(Outcome::InvalidToken, r#"agent `a"b` is revoked…"#)).as_deref(),
             Some(r#"DPoP error="invalid_token", error_description="agent `a\"b` is revoked?", algs="ES256""#)
         );
-        assert_eq!(challenge(&decision(Outcome::InvalidToken, "no access token was presented (`Authorization` header)")).as_deref(), Some(r#"DPoP algs="ES256""#));
+        assert_eq!(
+            challenge(&decision(Outcome::InvalidToken, "no access token was presented (`Authorization` header)")).as_deref(),
+            Some(r#"DPoP algs="ES256""#)
+        );
         assert!(challenge(&decision(Outcome::PolicyDenied, "x")).is_none());
         let mut step_up = decision(Outcome::InsufficientScope, "the token lacks the scope `files.write`");
         step_up.required_scope = Some("files.write".into());
@@ -171,13 +174,19 @@ mod tests {
             ]
         );
         let none = decision(Outcome::InvalidToken, "no access token was presented (`Authorization` header)");
-        assert_eq!(challenges(&none, Some("https://x/m"), true), vec![r#"Bearer resource_metadata="https://x/m""#.to_owned(), r#"DPoP algs="ES256", resource_metadata="https://x/m""#.to_owned()]);
+        assert_eq!(
+            challenges(&none, Some("https://x/m"), true),
+            vec![r#"Bearer resource_metadata="https://x/m""#.to_owned(), r#"DPoP algs="ES256", resource_metadata="https://x/m""#.to_owned()]
+        );
         assert_eq!(challenges(&none, None, true), vec![r#"DPoP algs="ES256""#.to_owned()]);
         // Bearer-only deployments: one Bearer challenge, with the error when there is one.
         assert_eq!(challenges(&none, Some("https://x/m"), false), vec![r#"Bearer resource_metadata="https://x/m""#.to_owned()]);
         assert_eq!(challenges(&none, None, false), vec!["Bearer".to_owned()]);
         let expired = decision(Outcome::InvalidToken, "the access token expired");
-        assert_eq!(challenges(&expired, Some("https://x/m"), false), vec![r#"Bearer error="invalid_token", error_description="the access token expired", resource_metadata="https://x/m""#.to_owned()]);
+        assert_eq!(
+            challenges(&expired, Some("https://x/m"), false),
+            vec![r#"Bearer error="invalid_token", error_description="the access token expired", resource_metadata="https://x/m""#.to_owned()]
+        );
         assert_eq!(
             challenges(&step_up, None, false),
             vec![r#"Bearer error="insufficient_scope", error_description="the token lacks the scope `files.write`", scope="files.write""#.to_owned()]

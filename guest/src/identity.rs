@@ -41,7 +41,14 @@ const SVID_HEADERS: [&str; 3] = ["alg", "kid", "typ"];
 /// Verifies the `Workload-Identity-Token` header value for the token's current actor `actor`.
 /// Errors are `invalid_token` reasons. An identity for another workload is refused before its
 /// signature is checked: cheap checks first.
-pub fn verify(token: &str, actor: &str, settings: &Settings, trust: &TrustStore, now: i64, verifier: &dyn SignatureVerifier) -> Result<VerifiedIdentity, String> {
+pub fn verify(
+    token: &str,
+    actor: &str,
+    settings: &Settings,
+    trust: &TrustStore,
+    now: i64,
+    verifier: &dyn SignatureVerifier,
+) -> Result<VerifiedIdentity, String> {
     let jws = jws::parse(token, settings.limits.max_token_bytes).map_err(|e| format!("agent identity {e}"))?;
     let kind = match jws.header_str("typ") {
         Some(typ) if typ_matches(typ, "wit+jwt") => IdentityKind::WorkloadIdentityToken,
@@ -101,9 +108,7 @@ pub fn verify(token: &str, actor: &str, settings: &Settings, trust: &TrustStore,
             }
             confirmation_key(c)?
         }
-        IdentityKind::WorkloadIdentityToken => {
-            Some(confirmation_key(c)?.ok_or("agent identity (WIT) lacks the required `cnf.jwk`")?)
-        }
+        IdentityKind::WorkloadIdentityToken => Some(confirmation_key(c)?.ok_or("agent identity (WIT) lacks the required `cnf.jwk`")?),
     };
     Ok(VerifiedIdentity { kind, kid, key_thumbprint: key.thumbprint.clone(), bound_key, spiffe_id })
 }

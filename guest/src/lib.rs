@@ -41,7 +41,7 @@ mod component;
 pub use authorizer::SourceText;
 pub use decision::{Decision, Denial, Outcome, VerifiedFacts};
 pub use engine::{Engine, EngineConfig, Trace};
-pub use state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState, StatusListAnswer};
 pub use request::{CheckRequest, Credentials, EntityRef, HttpRequest};
 pub use settings::{DpopMode, Settings};
+pub use state::{ProofAnswer, ProofUse, RevocationAnswer, SharedState, StatusListAnswer};
 pub use trust::TrustConfig;

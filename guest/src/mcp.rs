@@ -150,7 +150,9 @@ pub fn map(message: &Message, server: &str, limits: &McpLimits) -> Result<McpCal
         match message.params.get("arguments") {
             None => Ok(Some("{}".into())),
             Some(Value::Object(args)) if args.len() <= limits.max_arguments => Ok(Some(Value::Object(args.clone()).to_string())),
-            Some(Value::Object(args)) => Err(RpcError::new(code::INVALID_PARAMS, format!("`params.arguments` has {} members, over the limit of {}", args.len(), limits.max_arguments))),
+            Some(Value::Object(args)) => {
+                Err(RpcError::new(code::INVALID_PARAMS, format!("`params.arguments` has {} members, over the limit of {}", args.len(), limits.max_arguments)))
+            }
             Some(_) => Err(RpcError::new(code::INVALID_PARAMS, "`params.arguments` must be an object")),
         }
     };
@@ -240,11 +242,9 @@ pub fn headers_agree(mcp_method: Option<&str>, mcp_name: Option<&str>, message: 
 pub fn decode_header_value(value: &str) -> String {
     use base64::Engine as _;
     match value.strip_prefix("=?base64?").and_then(|v| v.strip_suffix("?=")) {
-        Some(encoded) => base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_else(|| value.to_owned()),
+        Some(encoded) => {
+            base64::engine::general_purpose::STANDARD.decode(encoded).ok().and_then(|bytes| String::from_utf8(bytes).ok()).unwrap_or_else(|| value.to_owned())
+        }
         None => value.to_owned(),
     }
 }
@@ -384,7 +384,8 @@ mod tests {
         assert_eq!(err(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#).message, "`id` must be a string or a number");
         assert_eq!(err(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#).code, code::INVALID_PARAMS);
         assert_eq!(err(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#).code, code::INVALID_PARAMS);
-        let deep = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{{"a":{}1{}}}}}}}"#, "[".repeat(40), "]".repeat(40));
+        let deep =
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{{"a":{}1{}}}}}}}"#, "[".repeat(40), "]".repeat(40));
         assert!(err(&deep).message.contains("levels deep"));
         let many: Vec<String> = (0..200).map(|i| format!("\"a{i}\":1")).collect();
         let wide = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"x","arguments":{{{}}}}}}}"#, many.join(","));
@@ -401,14 +402,23 @@ mod tests {
         let r = check_headers(Some("https://evil.example"), &allowed, None).unwrap_err();
         assert_eq!((r.status, r.error.message.as_str()), (403, "the origin `https://evil.example` is not allowed to call this MCP server"));
         let r = check_headers(None, &allowed, Some("2024-11-05")).unwrap_err();
-        assert_eq!((r.status, r.error.message.as_str()), (400, "unsupported `MCP-Protocol-Version` `2024-11-05`: this server accepts 2025-11-25, 2025-06-18, 2025-03-26"));
+        assert_eq!(
+            (r.status, r.error.message.as_str()),
+            (400, "unsupported `MCP-Protocol-Version` `2024-11-05`: this server accepts 2025-11-25, 2025-06-18, 2025-03-26")
+        );
         let message = parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#, &limits()).unwrap();
         let mapped = map(&message, "files", &limits()).unwrap();
         assert!(headers_agree(Some("tools/call"), Some("read_file"), &message, &mapped).is_ok());
         assert!(headers_agree(None, None, &message, &mapped).is_ok());
         assert!(headers_agree(None, Some("=?base64?cmVhZF9maWxl?="), &message, &mapped).is_ok(), "base64 header value");
-        assert_eq!(headers_agree(Some("tools/list"), None, &message, &mapped).unwrap_err().error.message, "`Mcp-Method` says `tools/list` but the body's method is `tools/call`");
-        assert_eq!(headers_agree(None, Some("write_file"), &message, &mapped).unwrap_err().error.message, "`Mcp-Name` says `write_file` but the body names `read_file`");
+        assert_eq!(
+            headers_agree(Some("tools/list"), None, &message, &mapped).unwrap_err().error.message,
+            "`Mcp-Method` says `tools/list` but the body's method is `tools/call`"
+        );
+        assert_eq!(
+            headers_agree(None, Some("write_file"), &message, &mapped).unwrap_err().error.message,
+            "`Mcp-Name` says `write_file` but the body names `read_file`"
+        );
     }
 
     #[test]

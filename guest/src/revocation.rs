@@ -462,7 +462,10 @@ mod tests {
         assert_eq!(err(r#"{"user":[]}"#), "revocation list: unknown member `user` (expected `jti`, `users`, `agents`, `keys`)", "even when empty");
         assert_eq!(err(r#"{"agents":"x"}"#), "revocation list: `agents` must be an array");
         assert_eq!(err(r#"{"agents":[""]}"#), "revocation list: `agents` item 0: the id is empty");
-        assert_eq!(err(r#"{"keys":[{"issuer":"a"}]}"#), r#"revocation list: `keys` item 0: a key is `{"thumbprint"}`, `{"issuer", "kid"}` or `{"trust_domain", "kid"}`"#);
+        assert_eq!(
+            err(r#"{"keys":[{"issuer":"a"}]}"#),
+            r#"revocation list: `keys` item 0: a key is `{"thumbprint"}`, `{"issuer", "kid"}` or `{"trust_domain", "kid"}`"#
+        );
         assert_eq!(err(r#"{"jti":[{"id":"x","expires":"soon"}]}"#), "revocation list: `jti` item 0: `expires` must be unix seconds");
         assert_eq!(err(r#"{"agents":["a"],"agents":["b"]}"#), "revocation list has the member `agents` twice");
         assert!(RevocationList::parse("{").is_err());
@@ -476,8 +479,20 @@ mod tests {
         let jwks = |kid: &str, extra: &str| format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}","kid":"{kid}"{extra}}}]}}"#);
         let trust = TrustStore::from_config(&TrustConfig {
             issuers: vec![
-                IssuerSource { issuer: "https://a".into(), jwks: jwks("shared", ""), source: String::new(), status_list: Default::default(), status_issuer: None },
-                IssuerSource { issuer: "https://b".into(), jwks: jwks("shared", ""), source: String::new(), status_list: Default::default(), status_issuer: None },
+                IssuerSource {
+                    issuer: "https://a".into(),
+                    jwks: jwks("shared", ""),
+                    source: String::new(),
+                    status_list: Default::default(),
+                    status_issuer: None,
+                },
+                IssuerSource {
+                    issuer: "https://b".into(),
+                    jwks: jwks("shared", ""),
+                    source: String::new(),
+                    status_list: Default::default(),
+                    status_issuer: None,
+                },
             ],
             trust_domains: vec![TrustDomainSource { trust_domain: "agents.example".into(), bundle: jwks("td", r#","use":"jwt-svid""#), source: String::new() }],
         })

@@ -131,8 +131,7 @@ impl TrustStore {
         }
         let mut trust_domains = HashMap::new();
         for source in &config.trust_domains {
-            crate::spiffe::validate_trust_domain(&source.trust_domain)
-                .map_err(|e| format!("trust domain {}: {e}", quote(&source.trust_domain)))?;
+            crate::spiffe::validate_trust_domain(&source.trust_domain).map_err(|e| format!("trust domain {}: {e}", quote(&source.trust_domain)))?;
             let name = describe(&source.source, &format!("the bundle of trust domain `{}`", source.trust_domain));
             let keys = parse_key_set(&source.bundle, KeyUse::JwtSvid).map_err(|e| format!("{name}: {e}"))?;
             if keys.is_empty() {
@@ -277,7 +276,13 @@ mod tests {
 
     fn issuer(jwks: String) -> TrustConfig {
         TrustConfig {
-            issuers: vec![IssuerSource { issuer: "https://as".into(), jwks, source: "as.jwks.json".into(), status_list: StatusListMode::default(), status_issuer: None }],
+            issuers: vec![IssuerSource {
+                issuer: "https://as".into(),
+                jwks,
+                source: "as.jwks.json".into(),
+                status_list: StatusListMode::default(),
+                status_issuer: None,
+            }],
             trust_domains: vec![],
         }
     }
@@ -296,20 +301,15 @@ mod tests {
     #[test]
     fn rejects_unusable_material_with_its_source() {
         let missing_kid = format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}"}}]}}"#);
-        assert_eq!(
-            TrustStore::from_config(&issuer(missing_kid)).err(),
-            Some("`as.jwks.json`: key #0 has no `kid`; keys are selected by `kid` only".into())
-        );
+        assert_eq!(TrustStore::from_config(&issuer(missing_kid)).err(), Some("`as.jwks.json`: key #0 has no `kid`; keys are selected by `kid` only".into()));
         let private = format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}","d":"AA","kid":"a"}}]}}"#);
-        assert_eq!(
-            TrustStore::from_config(&issuer(private)).err(),
-            Some("`as.jwks.json`: key #0 contains the private key member `d`".into())
-        );
+        assert_eq!(TrustStore::from_config(&issuer(private)).err(), Some("`as.jwks.json`: key #0 contains the private key member `d`".into()));
         assert_eq!(
             TrustStore::from_config(&issuer(r#"{"keys":[]}"#.into())).err(),
             Some("`as.jwks.json`: has no usable ES256 key (`kty` `EC`, `crv` `P-256`, with a `kid`)".into())
         );
-        let dup = format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}","kid":"a"}},{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}","kid":"a"}}]}}"#);
+        let dup =
+            format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}","kid":"a"}},{{"kty":"EC","crv":"P-256","x":"{X}","y":"{Y}","kid":"a"}}]}}"#);
         assert_eq!(TrustStore::from_config(&issuer(dup)).err(), Some("`as.jwks.json`: `kid` `a` occurs twice".into()));
     }
 }

@@ -658,7 +658,10 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
     if let Some(upstream) = &file.server.upstream {
         let url = url::Url::parse(upstream).map_err(|e| ConfigError::at(path, format!("`[server] upstream` is not a URL: {e}")))?;
         if url.scheme() != "http" || url.host_str().is_none() || url.path() != "/" || url.query().is_some() {
-            return Err(ConfigError::at(path, format!("`[server] upstream` `{upstream}` must be `http://host[:port]` (agentgate forwards over plain HTTP to a service beside it)")));
+            return Err(ConfigError::at(
+                path,
+                format!("`[server] upstream` `{upstream}` must be `http://host[:port]` (agentgate forwards over plain HTTP to a service beside it)"),
+            ));
         }
     }
     file.state = file.state.clone().resolved(dir);

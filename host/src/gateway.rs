@@ -174,7 +174,9 @@ impl WasiHttpHost {
                 bail!("this gateway imports agentgate's `state` (built with `--state host`): run it with `--config` naming the deployment's `[state]`")
             }
             (StatePlacement::Instance, Some(_)) => {
-                bail!("this gateway keeps its state per instance (built without `--state host`): it would ignore the deployment's store, so `--config` is refused")
+                bail!(
+                    "this gateway keeps its state per instance (built without `--state host`): it would ignore the deployment's store, so `--config` is refused"
+                )
             }
             (StatePlacement::Instance, None) => Arc::new(crate::state::LocalState::default()) as Arc<dyn SharedState>,
         };

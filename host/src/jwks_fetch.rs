@@ -82,7 +82,13 @@ impl JwksFetcher for HttpsFetcher {
 /// Parses `body` as the engine parses an issuer's JWKS (`agentgate_engine::trust`).
 fn validate_jwks(body: &str, shown: &str) -> Result<(), String> {
     let config = TrustConfig {
-        issuers: vec![IssuerSource { issuer: "jwks".into(), jwks: body.to_owned(), source: shown.to_owned(), status_list: Default::default(), status_issuer: None }],
+        issuers: vec![IssuerSource {
+            issuer: "jwks".into(),
+            jwks: body.to_owned(),
+            source: shown.to_owned(),
+            status_list: Default::default(),
+            status_issuer: None,
+        }],
         trust_domains: Vec::new(),
     };
     TrustStore::from_config(&config).map(drop).map_err(|e| format!("not using the document fetched from `{shown}`: {e}"))

@@ -9,9 +9,9 @@ pub mod mint;
 pub mod native_crypto;
 pub mod policy_test;
 pub mod scenario;
+pub mod server;
 pub mod state;
 pub mod validate;
-pub mod server;
 pub mod wire;
 
 pub use agentgate_engine::{CheckRequest, Decision, Engine, EngineConfig, Outcome, SharedState};

@@ -214,10 +214,13 @@ impl AccessTokenSpec {
         let mut c = Map::new();
         c.insert("iss".into(), json!(self.issuer));
         c.insert("sub".into(), json!(self.subject));
-        c.insert("aud".into(), match self.audience.as_slice() {
-            [one] => json!(one),
-            many => json!(many),
-        });
+        c.insert(
+            "aud".into(),
+            match self.audience.as_slice() {
+                [one] => json!(one),
+                many => json!(many),
+            },
+        );
         c.insert("client_id".into(), json!(self.client_id));
         c.insert("iat".into(), json!(self.issued_at));
         c.insert("exp".into(), json!(self.issued_at + self.lifetime_secs));

@@ -6,9 +6,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 
 /// True if `signature` (64 bytes r‖s) verifies `message` under `public_key` (65-byte SEC1 point).
 pub fn verify_es256(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
-    public_key.len() == 65
-        && signature.len() == 64
-        && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key).verify(message, signature).is_ok()
+    public_key.len() == 65 && signature.len() == 64 && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, public_key).verify(message, signature).is_ok()
 }
 
 /// aws-lc as the engine's signature verifier.

@@ -81,8 +81,8 @@ pub fn run_set(dir: &Path, keys: &Keys) -> anyhow::Result<SetResult> {
     let mut cases = Vec::new();
     for file in case_files(&dir.join("tests"))? {
         for case in scenario::read_cases(&file)?.cases {
-            let request = scenario::mint_request(&case, &scenario_keys, &loaded, mint::now())
-                .with_context(|| format!("{}: case `{}`", file.display(), case.name))?;
+            let request =
+                scenario::mint_request(&case, &scenario_keys, &loaded, mint::now()).with_context(|| format!("{}: case `{}`", file.display(), case.name))?;
             let decision = verifier.check(&request);
             determining.extend(decision.policies.iter().cloned());
             let failure = judge(&case, &decision);
@@ -98,10 +98,9 @@ pub fn run_set(dir: &Path, keys: &Keys) -> anyhow::Result<SetResult> {
 fn prepare(loaded: &LoadedConfig, keys: &Keys) -> anyhow::Result<(agentgate_engine::EngineConfig, ScenarioKeys)> {
     let issuer_name = loaded.file.issuers.first().map(|i| i.issuer.clone()).context("the configuration has no `[[issuers]]`")?;
     match keys {
-        Keys::Configured { issuer, agent, trust_domain } => Ok((
-            loaded.engine.clone(),
-            ScenarioKeys { issuer: issuer.clone(), issuer_name, agent: agent.clone(), trust_domain: Some(trust_domain.clone()) },
-        )),
+        Keys::Configured { issuer, agent, trust_domain } => {
+            Ok((loaded.engine.clone(), ScenarioKeys { issuer: issuer.clone(), issuer_name, agent: agent.clone(), trust_domain: Some(trust_domain.clone()) }))
+        }
         Keys::ThrowAway => {
             let issuer = KeyPair::generate("agentgate-test-issuer")?;
             let agent = KeyPair::generate("agentgate-test-agent")?;

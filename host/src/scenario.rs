@@ -132,11 +132,7 @@ pub fn mint_request(case: &Case, keys: &ScenarioKeys, config: &LoadedConfig, now
         None
     };
     Ok(CheckRequest {
-        credentials: Credentials {
-            authorization: Some(format!("{} {token}", if bound { "DPoP" } else { "Bearer" })),
-            dpop,
-            agent_identity,
-        },
+        credentials: Credentials { authorization: Some(format!("{} {token}", if bound { "DPoP" } else { "Bearer" })), dpop, agent_identity },
         http: Some(http),
         action: case.action.clone(),
         resource: case.resource.clone(),

@@ -4,9 +4,9 @@
 
 use crate::config::{self, LoadedConfig};
 use crate::server::origin::Origins;
+use agentgate_engine::Engine;
 use agentgate_engine::authorizer::Authorizer;
 use agentgate_engine::authorizer::diagnostics::Problem;
-use agentgate_engine::Engine;
 use std::path::Path;
 
 /// What validation found; `config` is present when the file itself loaded.
@@ -49,7 +49,8 @@ pub fn validate(path: &Path) -> Report {
         }
         for route in &loaded.file.routes {
             if !authorizer.declares_action(&route.action) {
-                problems.push(Problem::general(&file, format!("route `{} {}`: action `{}` is not declared in the schema", route.method, route.path, route.action)));
+                problems
+                    .push(Problem::general(&file, format!("route `{} {}`: action `{}` is not declared in the schema", route.method, route.path, route.action)));
             }
             if !authorizer.declares_entity_type(&route.resource.type_name) {
                 problems.push(Problem::general(

@@ -56,11 +56,7 @@ impl RequestJson {
     /// The engine request; `now` overrides the document's time when given.
     pub fn to_check_request(&self, now: Option<u64>) -> CheckRequest {
         CheckRequest {
-            credentials: Credentials {
-                authorization: self.authorization.clone(),
-                dpop: self.dpop.clone(),
-                agent_identity: self.agent_identity.clone(),
-            },
+            credentials: Credentials { authorization: self.authorization.clone(), dpop: self.dpop.clone(), agent_identity: self.agent_identity.clone() },
             http: self.http.clone(),
             action: self.action.clone(),
             resource: self.resource.clone(),

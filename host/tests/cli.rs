@@ -62,7 +62,8 @@ fn check_prints_a_deny_and_exits_1() {
 
 #[test]
 fn check_with_native_engine_agrees() {
-    let out = agentgate_stdin(&["check", "--native", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("001_mail_bound_agent_reads_own_inbox.json"));
+    let out =
+        agentgate_stdin(&["check", "--native", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("001_mail_bound_agent_reads_own_inbox.json"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -163,9 +164,22 @@ fn check_file(dir: &Path, name: &str, request: &Value) -> (i32, Value) {
 fn readme_walkthrough_mint_check_replay_revoke() {
     let dir = tempfile::tempdir().unwrap();
     let token = run_ok(&[
-        "mint", "token", "--key", "policies/keys/issuer.TEST-ONLY.private.jwk.json", "--iss", "https://auth.demo.agentgate.dev",
-        "--sub", "alice", "--aud", "https://mail.example.com", "--agent", "spiffe://agents.example/mail-assistant",
-        "--scope", "mail.read", "--bind", "policies/keys/agent.TEST-ONLY.private.jwk.json",
+        "mint",
+        "token",
+        "--key",
+        "policies/keys/issuer.TEST-ONLY.private.jwk.json",
+        "--iss",
+        "https://auth.demo.agentgate.dev",
+        "--sub",
+        "alice",
+        "--aud",
+        "https://mail.example.com",
+        "--agent",
+        "spiffe://agents.example/mail-assistant",
+        "--scope",
+        "mail.read",
+        "--bind",
+        "policies/keys/agent.TEST-ONLY.private.jwk.json",
     ]);
     let uri = "https://mail.example.com/mailboxes/alice/messages";
     let proof = run_ok(&["mint", "proof", "--key", "policies/keys/agent.TEST-ONLY.private.jwk.json", "--method", "GET", "--uri", uri, "--token", &token]);
@@ -199,9 +213,22 @@ fn readme_walkthrough_mint_check_replay_revoke() {
 
     // The demo's revocation file lists `compromised-assistant`; a token for it is refused.
     let token = run_ok(&[
-        "mint", "token", "--key", "policies/keys/issuer.TEST-ONLY.private.jwk.json", "--iss", "https://auth.demo.agentgate.dev",
-        "--sub", "alice", "--aud", "https://mail.example.com", "--agent", "spiffe://agents.example/compromised-assistant",
-        "--scope", "mail.read", "--bind", "policies/keys/agent.TEST-ONLY.private.jwk.json",
+        "mint",
+        "token",
+        "--key",
+        "policies/keys/issuer.TEST-ONLY.private.jwk.json",
+        "--iss",
+        "https://auth.demo.agentgate.dev",
+        "--sub",
+        "alice",
+        "--aud",
+        "https://mail.example.com",
+        "--agent",
+        "spiffe://agents.example/compromised-assistant",
+        "--scope",
+        "mail.read",
+        "--bind",
+        "policies/keys/agent.TEST-ONLY.private.jwk.json",
     ]);
     let proof = run_ok(&["mint", "proof", "--key", "policies/keys/agent.TEST-ONLY.private.jwk.json", "--method", "GET", "--uri", uri, "--token", &token]);
     let mut revoked = request.clone();
@@ -238,7 +265,11 @@ fn validate_checks_routes_against_the_schema() {
     std::fs::write(&config, toml).unwrap();
     let out = agentgate(&["validate", "--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("route `POST /mailboxes/{owner}/messages`: action `mail:delete` is not declared in the schema"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("route `POST /mailboxes/{owner}/messages`: action `mail:delete` is not declared in the schema"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -312,7 +343,10 @@ fn explain_shows_checks_request_and_policy_source() {
     let request: Value = serde_json::from_str(&vector_request("003_mail_sub_agent_send_forbidden.json")).unwrap();
     let token = request["authorization"].as_str().unwrap().trim_start_matches("DPoP ");
     assert!(!stdout.contains(token) && !stdout.contains(request["dpop"].as_str().unwrap()), "credentials are never printed");
-    let out = agentgate_stdin(&["explain", "--format", "json", "--config", "policies/mail/agentgate.toml", "-"], &vector_request("001_mail_bound_agent_reads_own_inbox.json"));
+    let out = agentgate_stdin(
+        &["explain", "--format", "json", "--config", "policies/mail/agentgate.toml", "-"],
+        &vector_request("001_mail_bound_agent_reads_own_inbox.json"),
+    );
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["decision"]["outcome"], "allowed");
     assert_eq!(json["determining_policies"][0]["id"], "mail-read-own");
@@ -324,7 +358,9 @@ fn a_bundled_component_decides_without_files() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("gate.wasm");
     run_ok(&["bundle", "--config", "policies/mail/agentgate.toml", "--out", bundle.to_str().unwrap()]);
-    for (vector, code, outcome) in [("001_mail_bound_agent_reads_own_inbox.json", 0, "allowed"), ("002_mail_other_users_mailbox_denied.json", 1, "policy_denied")] {
+    for (vector, code, outcome) in
+        [("001_mail_bound_agent_reads_own_inbox.json", 0, "allowed"), ("002_mail_other_users_mailbox_denied.json", 1, "policy_denied")]
+    {
         let out = agentgate_stdin(&["check", "--component", bundle.to_str().unwrap(), "-"], &vector_request(vector));
         assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
         let d: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -409,7 +445,8 @@ fn revoke_unrevoke_and_list_edit_the_revocation_file() {
     assert_eq!(validate.status.code(), Some(0), "{}", text(&validate.stderr));
     let warning = text(&validate.stderr);
     assert!(
-        warning.contains("`keys` entry `demo-issuer-2026-11` is a bare `kid`") && warning.contains(r#"{"issuer": "https://auth.demo.agentgate.dev", "kid": "demo-issuer-2026-11"}"#),
+        warning.contains("`keys` entry `demo-issuer-2026-11` is a bare `kid`")
+            && warning.contains(r#"{"issuer": "https://auth.demo.agentgate.dev", "kid": "demo-issuer-2026-11"}"#),
         "{warning}"
     );
 

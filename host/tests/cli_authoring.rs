@@ -24,11 +24,8 @@ fn arg(path: &Path) -> &str {
 
 #[test]
 fn the_shipped_policies_are_formatted() {
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(repo().join("policies"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("agentgate.toml").exists())
-        .collect();
+    let mut sets: Vec<PathBuf> =
+        std::fs::read_dir(repo().join("policies")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("agentgate.toml").exists()).collect();
     sets.sort();
     assert!(sets.len() >= 4, "{sets:?}");
     let mut args = vec!["fmt", "--check"];
@@ -177,10 +174,7 @@ fn schema_mcp_explains_unusable_input() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tools.json");
     for (json, expected) in [
-        (
-            r#"{"tools": [{"name": "get-forecast", "inputSchema": {"type": "object"}}]}"#,
-            "tool `get-forecast`: its name is not a Cedar identifier",
-        ),
+        (r#"{"tools": [{"name": "get-forecast", "inputSchema": {"type": "object"}}]}"#, "tool `get-forecast`: its name is not a Cedar identifier"),
         (r#"{"tools": []}"#, "the tool list is empty"),
         (r#"{"prompts": []}"#, "expected a `tools/list` result"),
         ("{\"tools\": [\n  {\"name\": \"x\", \"inputSchema\": 3}]}", ":2:"),
@@ -197,9 +191,5 @@ fn the_shipped_mcp_schema_is_generated_from_its_tools() {
     let out = agentgate(&["schema", "mcp", "policies/mcp/tools.json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let shipped = std::fs::read_to_string(repo().join("policies/mcp/schema.cedarschema")).unwrap();
-    assert_eq!(
-        text(&out.stdout),
-        shipped,
-        "regenerate: agentgate schema mcp policies/mcp/tools.json --out policies/mcp/schema.cedarschema"
-    );
+    assert_eq!(text(&out.stdout), shipped, "regenerate: agentgate schema mcp policies/mcp/tools.json --out policies/mcp/schema.cedarschema");
 }

@@ -174,11 +174,8 @@ pub struct Expect {
 
 /// Every vector file, sorted by name.
 pub fn vector_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/vectors"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(root().join("tests/vectors")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
     files.sort();
     files
 }
@@ -234,11 +231,7 @@ pub fn decider_with(host: Host, config: &LoadedConfig, state: Option<&HostStateS
     match host {
         Host::Native => Box::new(Engine::new(&config.engine, Box::new(VectorState::new(state))).unwrap()),
         Host::Component | Host::ComponentPortable | Host::ComponentHostCrypto => {
-            let crypto = if host == Host::ComponentHostCrypto {
-                agentgate::config::CryptoPlacement::Host
-            } else {
-                agentgate::config::CryptoPlacement::Guest
-            };
+            let crypto = if host == Host::ComponentHostCrypto { agentgate::config::CryptoPlacement::Host } else { agentgate::config::CryptoPlacement::Guest };
             // A runtime per decider keeps replay stores apart between vectors. The vectors test
             // decisions, not latency: a generous budget keeps a loaded CI machine (a cold
             // instance building key tables while other tests run) from reading as a trap.

@@ -34,11 +34,57 @@ pub fn start_tls_or_skip(test: &str) -> Option<(Redis, std::path::PathBuf)> {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_path_buf();
     let d = d.as_path();
-    let openssl = |args: &[&str]| assert!(Command::new("openssl").args(args).current_dir(d).stderr(Stdio::null()).status().unwrap().success(), "openssl {args:?}");
-    openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=agentgate test CA (TEST-ONLY)"]);
-    openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    let openssl =
+        |args: &[&str]| assert!(Command::new("openssl").args(args).current_dir(d).stderr(Stdio::null()).status().unwrap().success(), "openssl {args:?}");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=agentgate test CA (TEST-ONLY)",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
     std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
     let tls_port = free_port();
     let extra: Vec<String> = [
         "--tls-port".to_owned(),
@@ -90,15 +136,32 @@ fn free_port() -> u16 {
 
 impl Redis {
     fn start(binary: &str, extra: &[&str]) -> Redis {
-        let mut redis =
-            Redis { child: None, port: free_port(), tls_port: None, binary: binary.to_owned(), extra: extra.iter().map(|s| s.to_string()).collect(), dir: tempfile::tempdir().unwrap() };
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            tls_port: None,
+            binary: binary.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            dir: tempfile::tempdir().unwrap(),
+        };
         redis.spawn();
         redis
     }
 
     fn spawn(&mut self) {
         let mut args: Vec<String> = [
-            "--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--daemonize", "no",
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -84,15 +84,7 @@ pub fn dpop(data: &[u8]) {
     // Bit 3: the token is bound to another key than the one the proofs are made with.
     let bound = if s.flags & 8 != 0 { keys().attacker.thumbprint() } else { keys().agent.thumbprint() };
     let d = deployment(if with_nonces { 2 } else { 0 });
-    let check = ProofCheck {
-        settings: &d.settings,
-        now: NOW,
-        method: &method,
-        uri: &uri,
-        ath: &ath,
-        bound_key: &bound,
-        nonces: with_nonces.then(nonces),
-    };
+    let check = ProofCheck { settings: &d.settings, now: NOW, method: &method, uri: &uri, ath: &ath, bound_key: &bound, nonces: with_nonces.then(nonces) };
     match dpop::verify(&proof, check, verifier()) {
         Err(denial) => {
             let expected = [Outcome::InvalidDpopProof, Outcome::InvalidToken, Outcome::InvalidRequest, Outcome::UseDpopNonce];

@@ -16,7 +16,9 @@
 //! - `differential`: the `engine` input decided natively and in the component (`agentgate::
 //!   Runtime`, the wide-arithmetic guest build or the host-crypto build): identical decisions.
 
-use crate::harness::{AGENT, CONFIGS, Deployment, FuzzState, ISSUER, MAIL_URI, NOW, Sections, Signer, deployment, deployment_for_action, keys, replace, sign_raw};
+use crate::harness::{
+    AGENT, CONFIGS, Deployment, FuzzState, ISSUER, MAIL_URI, NOW, Sections, Signer, deployment, deployment_for_action, keys, replace, sign_raw,
+};
 use crate::oracle;
 use agentgate::wire::RequestJson;
 use agentgate::{ComponentVerifier, Runtime, RuntimeOptions};

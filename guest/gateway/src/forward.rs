@@ -12,8 +12,19 @@ use wasip2::http::types::{ErrorCode, Fields, IncomingRequest, IncomingResponse, 
 fn skipped(name: &str) -> bool {
     matches!(
         name,
-        "connection" | "keep-alive" | "proxy-connection" | "proxy-authorization" | "te" | "trailer" | "transfer-encoding" | "upgrade" | "host"
-            | "http2-settings" | "authorization" | "dpop" | "workload-identity-token"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "http2-settings"
+            | "authorization"
+            | "dpop"
+            | "workload-identity-token"
     ) || name.starts_with("x-agentgate-")
 }
 
@@ -106,7 +117,6 @@ fn copy_request_body(request: &IncomingRequest, outgoing_body: OutgoingBody) {
     }
     let _ = OutgoingBody::finish(outgoing_body, None);
 }
-
 
 /// The upstream's headers, less those that describe one hop (and, for a rewritten body, its
 /// length).

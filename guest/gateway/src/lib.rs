@@ -153,17 +153,22 @@ impl Gateway {
     /// The engine request for a call: the credentials from the request's headers, the URI the
     /// caller addressed (the external origin and the request target).
     #[allow(clippy::too_many_arguments)]
-    fn check_request(&self, headers: &Fields, method: &str, target: &str, action: String, resource: EntityRef, input: Option<String>, entities: Option<String>) -> CheckRequest {
+    fn check_request(
+        &self,
+        headers: &Fields,
+        method: &str,
+        target: &str,
+        action: String,
+        resource: EntityRef,
+        input: Option<String>,
+        entities: Option<String>,
+    ) -> CheckRequest {
         let value = |name: &str| -> Option<String> {
             let values: Vec<String> = headers.get(name).into_iter().filter_map(|v| String::from_utf8(v).ok()).collect();
             (!values.is_empty()).then(|| values.join(", "))
         };
         CheckRequest {
-            credentials: Credentials {
-                authorization: value("authorization"),
-                dpop: value("dpop"),
-                agent_identity: value("workload-identity-token"),
-            },
+            credentials: Credentials { authorization: value("authorization"), dpop: value("dpop"), agent_identity: value("workload-identity-token") },
             http: Some(HttpRequest { method: method.to_owned(), uri: format!("{}{target}", self.external_origin) }),
             action,
             resource,

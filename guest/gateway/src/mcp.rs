@@ -85,7 +85,13 @@ pub fn handle(gateway: &Gateway, endpoint: &Endpoint, request: IncomingRequest, 
     }
     if method != "POST" {
         if method != "GET" && method != "DELETE" {
-            let refusal = Refusal { status: 405, error: RpcError { code: code::INVALID_REQUEST, message: format!("`{}` is not an MCP method: use POST, GET or DELETE", method.escape_default()) } };
+            let refusal = Refusal {
+                status: 405,
+                error: RpcError {
+                    code: code::INVALID_REQUEST,
+                    message: format!("`{}` is not an MCP method: use POST, GET or DELETE", method.escape_default()),
+                },
+            };
             return refuse(&refusal, None, id, response_out);
         }
         // The server's event stream and the end of a session: about the server as a whole.

@@ -56,9 +56,7 @@ pub fn supplied_type() -> BTreeMap<String, CedarType> {
     let s = || CedarType::String;
     let l = || CedarType::Long;
     let b = || CedarType::Bool;
-    let record = |attrs: Vec<(&str, CedarType)>| {
-        CedarType::Record(attrs.into_iter().map(|(n, t)| (n.to_owned(), (t, true))).collect())
-    };
+    let record = |attrs: Vec<(&str, CedarType)>| CedarType::Record(attrs.into_iter().map(|(n, t)| (n.to_owned(), (t, true))).collect());
     let mut m = BTreeMap::new();
     m.insert("user".to_owned(), CedarType::Entity(USER_TYPE.to_owned()));
     m.insert("scopes".to_owned(), CedarType::Set(Box::new(s())));
@@ -72,14 +70,7 @@ pub fn supplied_type() -> BTreeMap<String, CedarType> {
     );
     m.insert(
         "token".to_owned(),
-        record(vec![
-            ("issuer", s()),
-            ("id", s()),
-            ("client_id", s()),
-            ("age_secs", l()),
-            ("lifetime_secs", l()),
-            ("expires_in_secs", l()),
-        ]),
+        record(vec![("issuer", s()), ("id", s()), ("client_id", s()), ("age_secs", l()), ("lifetime_secs", l()), ("expires_in_secs", l())]),
     );
     m.insert("proof".to_owned(), record(vec![("bound", b()), ("method", s()), ("uri", s()), ("key", s())]));
     m.insert("agent".to_owned(), record(vec![("verified", b()), ("trust_domain", s()), ("id", s())]));
@@ -129,10 +120,7 @@ impl ContextPlan {
             if name != INPUT {
                 let Some(offered) = supplied.get(&name) else {
                     let known: Vec<&str> = supplied.keys().map(String::as_str).chain([INPUT]).collect();
-                    return Err(format!(
-                        "action `{action}`: context attribute `{name}` is not supplied by agentgate (it supplies {})",
-                        known.join(", ")
-                    ));
+                    return Err(format!("action `{action}`: context attribute `{name}` is not supplied by agentgate (it supplies {})", known.join(", ")));
                 };
                 compatible(&ty, offered, &name).map_err(|e| format!("action `{action}`: {e}"))?;
             }
@@ -175,11 +163,7 @@ impl ContextPlan {
         let empty = Value::Object(Map::new());
         let mut pairs = Vec::with_capacity(self.declared.len());
         for (name, ty) in &self.declared {
-            let expr = if name == INPUT {
-                restricted(input.unwrap_or(&empty), ty, name, names)?
-            } else {
-                supplied(facts, name, ty, names)?
-            };
+            let expr = if name == INPUT { restricted(input.unwrap_or(&empty), ty, name, names)? } else { supplied(facts, name, ty, names)? };
             pairs.push((name.clone(), expr));
         }
         Context::from_pairs(pairs).map_err(|e| e.to_string())
@@ -299,10 +283,7 @@ fn restricted(value: &Value, ty: &CedarType, path: &str, names: &super::TypeName
         }
         CedarType::Extension(name) => {
             // A string argument, or `{"__extn": {"fn", "arg"}}`.
-            let arg = value
-                .as_str()
-                .or_else(|| value.get("__extn").and_then(|e| e.get("arg")).and_then(Value::as_str))
-                .ok_or_else(wrong)?;
+            let arg = value.as_str().or_else(|| value.get("__extn").and_then(|e| e.get("arg")).and_then(Value::as_str)).ok_or_else(wrong)?;
             let parsed = match name.as_str() {
                 "ipaddr" => RestrictedExpression::new_ip(arg),
                 "decimal" => RestrictedExpression::new_decimal(arg),

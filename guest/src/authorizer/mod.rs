@@ -9,8 +9,8 @@ use crate::decision::{Denial, Outcome};
 use crate::jose::jwk::quote;
 use crate::request::EntityRef;
 use cedar_policy::{
-    Authorizer as CedarAuthorizer, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid,
-    PolicyId, PolicySet, Request, RequestValidationError, Schema, SchemaFragment, ValidationMode, Validator,
+    Authorizer as CedarAuthorizer, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
+    RequestValidationError, Schema, SchemaFragment, ValidationMode, Validator,
 };
 use context::{AGENT_TYPE, ContextFacts, ContextPlan, USER_TYPE};
 use diagnostics::{Problem, describe};
@@ -137,17 +137,8 @@ struct RequestParts {
 
 impl RequestParts {
     fn describe(&self, call: &AuthzCall<'_>, authorizer: &Authorizer) -> BuiltRequest {
-        let context = authorizer
-            .plans
-            .get(call.action)
-            .map(|plan| plan.build_json(call.facts, self.input.as_ref()))
-            .unwrap_or_default();
-        BuiltRequest {
-            principal: self.principal.to_string(),
-            action: self.action.to_string(),
-            resource: self.resource.to_string(),
-            context,
-        }
+        let context = authorizer.plans.get(call.action).map(|plan| plan.build_json(call.facts, self.input.as_ref())).unwrap_or_default();
+        BuiltRequest { principal: self.principal.to_string(), action: self.action.to_string(), resource: self.resource.to_string(), context }
     }
 }
 
@@ -176,8 +167,7 @@ impl Authorizer {
     pub fn load(policy_files: &[SourceText], schema_file: &SourceText) -> Result<Self, Vec<Problem>> {
         let schema_name = schema_file.name.as_str();
         let general = |message: String| vec![Problem::general(schema_name, message)];
-        let (schema, _warnings) =
-            Schema::from_cedarschema_str(&schema_file.text).map_err(|e| vec![Problem::at(schema_name, &schema_file.text, &e)])?;
+        let (schema, _warnings) = Schema::from_cedarschema_str(&schema_file.text).map_err(|e| vec![Problem::at(schema_name, &schema_file.text, &e)])?;
         for required in [USER_TYPE, AGENT_TYPE] {
             let declared = schema.entity_types().any(|t| t.to_string() == required);
             if !declared {
@@ -448,9 +438,8 @@ impl Authorizer {
         if let Some(hit) = self.entities.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(hit);
         }
-        let parsed = Arc::new(
-            Entities::from_json_str(text, Some(&self.schema)).map_err(|e| Denial::request(format!("`entities` are invalid: {}", describe(&e))))?,
-        );
+        let parsed =
+            Arc::new(Entities::from_json_str(text, Some(&self.schema)).map_err(|e| Denial::request(format!("`entities` are invalid: {}", describe(&e))))?);
         if let Ok(mut cache) = self.entities.lock() {
             if cache.len() >= ENTITIES_CACHE_ENTRIES {
                 cache.clear();
@@ -524,7 +513,10 @@ mod tests {
         // `delete_file` hides without `files.delete`, although an argument-reading forbid also
         // applies to the placeholder: no permit could hold whatever the arguments.
         assert_eq!(visible(&a, PrincipalKind::Agent, &["files.read", "files.write"]), ["list_directory", "read_file", "search_files", "write_file"]);
-        assert_eq!(visible(&a, PrincipalKind::Agent, &["files.read", "files.write", "files.delete", "files.admin"]), ["list_directory", "read_file", "search_files", "write_file", "delete_file"]);
+        assert_eq!(
+            visible(&a, PrincipalKind::Agent, &["files.read", "files.write", "files.delete", "files.admin"]),
+            ["list_directory", "read_file", "search_files", "write_file", "delete_file"]
+        );
         // The admin tools: forbidden to agents whatever the arguments, permitted to the user.
         assert_eq!(visible(&a, PrincipalKind::User, &["files.admin"]), ["change_owner", "execute_command"]);
         assert!(visible(&a, PrincipalKind::Agent, &[]).is_empty());
@@ -533,7 +525,12 @@ mod tests {
     #[test]
     fn a_step_up_names_the_scope_only_when_no_forbid_decided() {
         let a = mcp();
-        let facts = ContextFacts { user: "alice".into(), scopes: vec!["files.read".into()], chain: vec!["spiffe://agents.example/files-assistant".into()], ..ContextFacts::default() };
+        let facts = ContextFacts {
+            user: "alice".into(),
+            scopes: vec!["files.read".into()],
+            chain: vec!["spiffe://agents.example/files-assistant".into()],
+            ..ContextFacts::default()
+        };
         let resource = EntityRef { type_name: "Tool".into(), id: "delete_file".into() };
         let call = |input: &'static str| AuthzCall {
             principal_kind: PrincipalKind::Agent,

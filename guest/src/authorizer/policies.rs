@@ -154,7 +154,10 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_file_line_and_column() {
-        let err = load(&files(&[("ok.cedar", "permit(principal, action, resource);"), ("bad.cedar", "permit(principal, action, resource);\npermit(principal, action resource);")]));
+        let err = load(&files(&[
+            ("ok.cedar", "permit(principal, action, resource);"),
+            ("bad.cedar", "permit(principal, action, resource);\npermit(principal, action resource);"),
+        ]));
         let err = super::super::diagnostics::lines(&err.err().unwrap_or_default());
         assert!(err.starts_with("bad.cedar:2:"), "{err}");
     }

@@ -77,20 +77,12 @@ impl SchemaJson {
 
     /// True if any namespace declares an enumerated entity type (`entity Color enum [...]`).
     pub fn has_enum_entities(&self) -> bool {
-        self.namespaces.values().any(|ns| {
-            ns.get("entityTypes")
-                .and_then(Value::as_object)
-                .is_some_and(|types| types.values().any(|t| t.get("enum").is_some()))
-        })
+        self.namespaces.values().any(|ns| ns.get("entityTypes").and_then(Value::as_object).is_some_and(|types| types.values().any(|t| t.get("enum").is_some())))
     }
 
     /// Names of the actions declared in the empty namespace.
     pub fn action_names(&self) -> Vec<String> {
-        self.namespace("")
-            .and_then(|ns| ns.get("actions"))
-            .and_then(Value::as_object)
-            .map(|a| a.keys().cloned().collect())
-            .unwrap_or_default()
+        self.namespace("").and_then(|ns| ns.get("actions")).and_then(Value::as_object).map(|a| a.keys().cloned().collect()).unwrap_or_default()
     }
 
     fn namespace(&self, name: &str) -> Option<&Value> {

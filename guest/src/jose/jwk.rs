@@ -80,11 +80,7 @@ impl EcPublicJwk {
     /// RFC 7638 thumbprint: base64url(SHA-256) of the canonical member string, built from the
     /// decoded-and-re-encoded coordinates, never from the sender's JSON text.
     pub fn thumbprint(&self) -> String {
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            base64url::encode(&self.x),
-            base64url::encode(&self.y)
-        );
+        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#, base64url::encode(&self.x), base64url::encode(&self.y));
         base64url::encode(&Sha256::digest(canonical.as_bytes()))
     }
 

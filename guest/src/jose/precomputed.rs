@@ -8,11 +8,11 @@
 //! verification are public, so variable time is fine. The group arithmetic is RustCrypto's `p256`;
 //! only the order of additions is ours. `tests` compare it with `p256`'s own `verify`.
 
+use p256::ecdsa::Signature;
+use p256::elliptic_curve::BatchNormalize;
 use p256::elliptic_curve::group::Group as _;
 use p256::elliptic_curve::ops::Reduce;
 use p256::elliptic_curve::point::AffineCoordinates as _;
-use p256::elliptic_curve::BatchNormalize;
-use p256::ecdsa::Signature;
 use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
@@ -111,8 +111,8 @@ pub fn verify(key_table: &FixedBaseTable, message: &[u8], signature: &Signature)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::ecdsa::signature::{Signer, Verifier};
     use p256::ecdsa::SigningKey;
+    use p256::ecdsa::signature::{Signer, Verifier};
 
     fn key(seed: u8) -> SigningKey {
         let bytes: [u8; 32] = Sha256::digest([seed]).into();

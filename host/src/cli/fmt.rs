@@ -45,10 +45,7 @@ pub fn run(args: FmtArgs) -> anyhow::Result<u8> {
         collect(root, &mut files)?;
     }
     if files.is_empty() {
-        eprintln!(
-            "agentgate: no `*.cedar` files under {}",
-            roots.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", ")
-        );
+        eprintln!("agentgate: no `*.cedar` files under {}", roots.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", "));
         return Ok(EXIT_USAGE);
     }
     let config = Config { line_width: args.line_width, indent_width: isize::from(args.indent_width) };
@@ -135,9 +132,7 @@ mod tests {
 
     #[test]
     fn a_syntax_error_has_a_position() {
-        let errors =
-            format("x.cedar", "permit (principal, action, resource)\nwhen { context. };\n", &Config { line_width: 80, indent_width: 2 })
-                .unwrap_err();
+        let errors = format("x.cedar", "permit (principal, action, resource)\nwhen { context. };\n", &Config { line_width: 80, indent_width: 2 }).unwrap_err();
         assert!(errors[0].starts_with("x.cedar:2:"), "{errors:?}");
     }
 }

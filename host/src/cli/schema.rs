@@ -120,9 +120,8 @@ const SERVER_METHODS: [&str; 2] = ["server/discover", "tools/list"];
 /// printable lines.
 fn generate(file: &str, text: &str, namespace: Option<&str>, methods: &[String]) -> Result<Generated, String> {
     let json: Value = serde_json::from_str(text).map_err(|e| format!("{file}:{}:{}: {e}", e.line(), e.column()))?;
-    let tools = tool_list(&json).ok_or_else(|| {
-        format!("{file}: expected a `tools/list` result: `{{\"tools\": [...]}}` or `{{\"result\": {{\"tools\": [...]}}}}`")
-    })?;
+    let tools =
+        tool_list(&json).ok_or_else(|| format!("{file}: expected a `tools/list` result: `{{\"tools\": [...]}}` or `{{\"result\": {{\"tools\": [...]}}}}`"))?;
     if tools.is_empty() {
         return Err(format!("{file}: the tool list is empty"));
     }
@@ -142,8 +141,7 @@ fn generate(file: &str, text: &str, namespace: Option<&str>, methods: &[String])
     }
     // The generator reads `{"result": {...}}`; wrap a bare result without a newline so that line
     // numbers in its errors still match the file.
-    let wrapped =
-        if json.get("result").is_none() && json.get("tools").is_some() { format!("{{\"result\": {text}\n}}") } else { text.to_owned() };
+    let wrapped = if json.get("result").is_none() && json.get("tools").is_some() { format!("{{\"result\": {text}\n}}") } else { text.to_owned() };
     let description = ServerDescription::from_json_str(&wrapped).map_err(|e| locate(file, &wrapped, &e))?;
 
     if let Some(ns) = namespace
@@ -160,17 +158,12 @@ fn generate(file: &str, text: &str, namespace: Option<&str>, methods: &[String])
     }
     let scratch = SCRATCH_NAMESPACE;
     let stub = stub(scratch, &header_params(tools), &all_methods);
-    let config = SchemaGeneratorConfig::default()
-        .objects_as_records(true)
-        .flatten_namespaces(true)
-        .encode_numbers_as_decimal(true)
-        .inline_empty_records(true);
-    let mut generator =
-        SchemaGenerator::from_cedarschema_str_with_config(&stub, config).map_err(|e| format!("internal error: the schema stub: {e}"))?;
+    let config = SchemaGeneratorConfig::default().objects_as_records(true).flatten_namespaces(true).encode_numbers_as_decimal(true).inline_empty_records(true);
+    let mut generator = SchemaGenerator::from_cedarschema_str_with_config(&stub, config).map_err(|e| format!("internal error: the schema stub: {e}"))?;
     generator.add_actions_from_server_description(&description).map_err(|e| format!("{file}: {}", describe(&e)))?;
 
-    let (fragment, _warnings) = SchemaFragment::from_cedarschema_str(&generator.get_schema_as_str())
-        .map_err(|e| format!("internal error: the generated schema: {e}"))?;
+    let (fragment, _warnings) =
+        SchemaFragment::from_cedarschema_str(&generator.get_schema_as_str()).map_err(|e| format!("internal error: the generated schema: {e}"))?;
     let json = fragment.to_json_value().map_err(|e| format!("internal error: the generated schema: {e}"))?;
     let json = relocate(json, scratch, namespace)?;
     let relocated = SchemaFragment::from_json_value(json).map_err(|e| format!("internal error: the relocated schema: {e}"))?;
@@ -241,10 +234,7 @@ fn stub(namespace: &str, params: &BTreeSet<String>, methods: &BTreeSet<&str>) ->
 "#
     );
     for method in methods {
-        s.push_str(&format!(
-            "  action {} appliesTo {{ principal: [User, Agent], resource: [McpServer], context: {{ {shared} }} }};\n",
-            quote(method)
-        ));
+        s.push_str(&format!("  action {} appliesTo {{ principal: [User, Agent], resource: [McpServer], context: {{ {shared} }} }};\n", quote(method)));
     }
     s.push_str("}\n");
     s

@@ -59,11 +59,7 @@ impl StateImports {
     }
 
     fn call<T>(&self, op: impl FnOnce(&dyn SharedState) -> T) -> T {
-        if self.blocking_hint {
-            tokio::task::block_in_place(|| op(self.state.as_ref()))
-        } else {
-            op(self.state.as_ref())
-        }
+        if self.blocking_hint { tokio::task::block_in_place(|| op(self.state.as_ref())) } else { op(self.state.as_ref()) }
     }
 }
 

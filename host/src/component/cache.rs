@@ -250,7 +250,8 @@ impl CacheDir {
         let fd = rustix::fs::openat(&self.fd, partial.as_str(), flags, Mode::RUSR | Mode::WUSR).map_err(|e| io(&path, e))?;
         let mut file = std::fs::File::from(fd);
         let written = file.write_all(MAGIC).and_then(|()| file.write_all(&Sha256::digest(payload))).and_then(|()| file.write_all(payload));
-        let renamed = written.map_err(|e| io(&path, e)).and_then(|()| rustix::fs::renameat(&self.fd, partial.as_str(), &self.fd, name).map_err(|e| io(&path, e)));
+        let renamed =
+            written.map_err(|e| io(&path, e)).and_then(|()| rustix::fs::renameat(&self.fd, partial.as_str(), &self.fd, name).map_err(|e| io(&path, e)));
         if renamed.is_err() {
             let _ = rustix::fs::unlinkat(&self.fd, partial.as_str(), AtFlags::empty());
         }
@@ -372,7 +373,8 @@ mod tests {
     }
 
     fn cached(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".cwasm")).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".cwasm")).collect();
         names.sort();
         names
     }
@@ -408,7 +410,11 @@ mod tests {
         let mut flipped = good.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        for (bad, why) in [(flipped, "SHA-256 does not match"), (good[..good.len() - 3].to_vec(), "SHA-256 does not match"), (b"junk".to_vec(), "no agentgate artifact header")] {
+        for (bad, why) in [
+            (flipped, "SHA-256 does not match"),
+            (good[..good.len() - 3].to_vec(), "SHA-256 does not match"),
+            (b"junk".to_vec(), "no agentgate artifact header"),
+        ] {
             std::fs::write(&path, &bad).unwrap();
             chmod(&path, 0o600);
             let e2 = CacheDir::open(&dir).unwrap().read("a.cwasm").unwrap_err();

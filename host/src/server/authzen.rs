@@ -150,9 +150,9 @@ fn to_check_request(e: Members<'_>) -> Result<CheckRequest, String> {
     // `entities` itself.
     let entities = match (&context.entities, &resource.properties) {
         (Some(entities), _) => Some(entities.to_string()),
-        (None, Some(props)) => Some(
-            json!([{ "uid": {"type": resource.type_name, "id": resource.id}, "attrs": entity_refs(props), "parents": [] }]).to_string(),
-        ),
+        (None, Some(props)) => {
+            Some(json!([{ "uid": {"type": resource.type_name, "id": resource.id}, "attrs": entity_refs(props), "parents": [] }]).to_string())
+        }
         (None, None) => None,
     };
     Ok(CheckRequest {

@@ -51,9 +51,7 @@ impl Guard {
             return Ok(());
         }
         if !self.clients.iter().any(|c| c.contains(peer)) {
-            return Err(Refusal::Address(format!(
-                "the decision API does not accept calls from `{peer}` (see `[server.decision_api] allowed_clients`)"
-            )));
+            return Err(Refusal::Address(format!("the decision API does not accept calls from `{peer}` (see `[server.decision_api] allowed_clients`)")));
         }
         let Some(secret) = &self.secret else { return Ok(()) };
         let first = authorization.next();
@@ -116,11 +114,7 @@ mod tests {
     use super::*;
 
     fn guard(open: bool, clients: &[&str], secret: Option<&str>) -> Guard {
-        Guard {
-            open,
-            clients: clients.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
-            secret: secret.map(crate::config::Secret::for_tests),
-        }
+        Guard { open, clients: clients.iter().map(|c| Cidr::parse(c).unwrap()).collect(), secret: secret.map(crate::config::Secret::for_tests) }
     }
 
     #[test]

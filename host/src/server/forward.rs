@@ -109,13 +109,7 @@ fn original(request: &Request, prefix: &str, trusted: bool, proxy: ProxyKind) ->
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_owned(),
             };
-            Ok(Original {
-                dialect,
-                method: request.method().as_str().to_owned(),
-                target,
-                scheme: optional("x-forwarded-proto")?,
-                authority: optional("host")?,
-            })
+            Ok(Original { dialect, method: request.method().as_str().to_owned(), target, scheme: optional("x-forwarded-proto")?, authority: optional("host")? })
         }
     }
 }
@@ -126,8 +120,7 @@ pub(super) fn respond(decision: &Decision, dialect: Dialect, challenge: &http_ma
     let mut response = if status == StatusCode::OK {
         StatusCode::OK.into_response()
     } else {
-        (status, axum::Json(json!({ "decision": "deny", "outcome": decision.outcome.as_str(), "reason": decision.reason, "decision_id": id })))
-            .into_response()
+        (status, axum::Json(json!({ "decision": "deny", "outcome": decision.outcome.as_str(), "reason": decision.reason, "decision_id": id }))).into_response()
     };
     let headers = response.headers_mut();
     if status == StatusCode::UNAUTHORIZED || decision.outcome == Outcome::InsufficientScope {
@@ -206,10 +199,8 @@ fn map_request(deployment: &super::Deployment, peer_addr: SocketAddr, request: &
     let trusted = deployment.origins.trusts(peer_addr.ip());
     let original = original(request, prefix, trusted, deployment.config.file.server.proxy)?;
     let dialect = original.dialect;
-    let uri = deployment
-        .origins
-        .external_uri(original.scheme.as_deref(), original.authority.as_deref(), &original.target)
-        .map_err(|reason| (dialect, reason))?;
+    let uri =
+        deployment.origins.external_uri(original.scheme.as_deref(), original.authority.as_deref(), &original.target).map_err(|reason| (dialect, reason))?;
     let path = original.target.split(['?', '#']).next().unwrap_or("/");
     let headers = request.headers();
     let mcp_input = mcp_params(headers).map_err(|reason| (dialect, reason))?;
@@ -269,4 +260,3 @@ fn mcp_params(headers: &HeaderMap) -> Result<Option<String>, String> {
     }
     Ok((!params.is_empty()).then(|| json!({ "params": params }).to_string()))
 }
-

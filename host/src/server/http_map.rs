@@ -1,8 +1,8 @@
 //! The HTTP adapter of the engine's outcome mapping (`agentgate_engine::http_answer`) for axum.
 
 use agentgate_engine::Decision;
-pub use agentgate_engine::http_answer::Dialect;
 use agentgate_engine::http_answer;
+pub use agentgate_engine::http_answer::Dialect;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 /// The status for a decision.

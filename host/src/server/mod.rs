@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod authzen;
+mod connections;
 pub mod decision_api;
 pub mod forward;
 pub mod http_map;
@@ -16,7 +17,6 @@ pub mod origin;
 pub mod proxy;
 pub mod resource_metadata;
 pub mod routes;
-mod connections;
 
 use crate::component::{ComponentVerifier, Runtime, RuntimeOptions};
 use crate::config::{self, LoadedConfig, McpEntry};
@@ -103,7 +103,18 @@ impl Deployment {
             resource_metadata: config.file.protected_resource.as_ref().map(|p| p.metadata_url()).transpose().map_err(anyhow::Error::msg)?,
             dpop: config.file.dpop.mode != agentgate_engine::DpopMode::Off,
         };
-        Ok(Deployment { generation, pool_size: server.pool_size.max(1), mcp: config.file.mcp.clone(), config, runtime, idle, routes, origins, decision_api, challenge })
+        Ok(Deployment {
+            generation,
+            pool_size: server.pool_size.max(1),
+            mcp: config.file.mcp.clone(),
+            config,
+            runtime,
+            idle,
+            routes,
+            origins,
+            decision_api,
+            challenge,
+        })
     }
 
     /// Checks an instance out of the pool (or starts one), runs `f` on it, and returns it.
@@ -169,9 +180,7 @@ impl Deployment {
 
     /// Decides one call.
     pub fn decide(&self, request: &CheckRequest) -> (Decision, Duration) {
-        self.decide_all(std::slice::from_ref(request), |_, _| false)
-            .pop()
-            .unwrap_or_else(|| (Decision::engine_error("no decision was made"), Duration::ZERO))
+        self.decide_all(std::slice::from_ref(request), |_, _| false).pop().unwrap_or_else(|| (Decision::engine_error("no decision was made"), Duration::ZERO))
     }
 }
 
@@ -210,7 +219,15 @@ impl AppState {
     /// Counts and audits a decision; returns the decision to answer with. Free-text fields are
     /// clipped (`audit::MAX_FIELD_BYTES`) so a line stays bounded whatever the caller sent. With
     /// `[audit] required`, a decision whose line cannot be queued becomes an `engine_error` deny.
-    pub fn record(&self, api: &'static str, request: &CheckRequest, decision: Decision, latency: Duration, decision_id: &str, request_id: Option<&str>) -> Decision {
+    pub fn record(
+        &self,
+        api: &'static str,
+        request: &CheckRequest,
+        decision: Decision,
+        latency: Duration,
+        decision_id: &str,
+        request_id: Option<&str>,
+    ) -> Decision {
         use audit::{MAX_CHAIN, MAX_FIELD_BYTES, clip};
         let field = |text: &str| clip(text, MAX_FIELD_BYTES);
         let queued = self.audit.write(AuditLine {
@@ -344,10 +361,7 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
     if second.is_some() {
         return None;
     }
-    first
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
+    first.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic())).map(str::to_owned)
 }
 
 /// Builds the shared state: loads the configuration and the first generation.
@@ -430,7 +444,10 @@ async fn header_limit(State(max): State<usize>, request: Request, next: Next) ->
     let size: usize = request.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     let request_id = request_id(request.headers()).and_then(|id| HeaderValue::from_str(&id).ok());
     let mut response = if size > max {
-        (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, axum::Json(serde_json::json!({"error": format!("request headers are {size} bytes, over the limit of {max}")})))
+        (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            axum::Json(serde_json::json!({"error": format!("request headers are {size} bytes, over the limit of {max}")})),
+        )
             .into_response()
     } else {
         next.run(request).await
@@ -671,7 +688,11 @@ pub async fn load_state(options: &ServeOptions) -> anyhow::Result<Shared> {
 /// Serves `state` on `listener` until `shutdown` completes, then drains: in-flight requests are
 /// answered, idle and half-sent connections closed, and whatever is still open after
 /// `[server] drain_timeout_secs` is dropped.
-pub async fn serve_on(listener: tokio::net::TcpListener, state: Shared, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let _ = state.bound.set(listener.local_addr()?);
     spawn_reloader(state.clone());
     tracing::info!(addr = %listener.local_addr()?, config = %state.config_path.display(), "agentgate serving");
@@ -707,7 +728,8 @@ async fn shutdown_signal() {
 mod tests {
     #[test]
     fn urls_in_messages_are_redacted_once() {
-        let text = "issuer `a`: fetching `https://u:p@as.example/jwks?access_token=t0k` failed; see http://127.0.0.1:9/jwks?<redacted> and https://as.example/ok";
+        let text =
+            "issuer `a`: fetching `https://u:p@as.example/jwks?access_token=t0k` failed; see http://127.0.0.1:9/jwks?<redacted> and https://as.example/ok";
         assert_eq!(
             super::redact_urls_in(text),
             "issuer `a`: fetching `https://as.example/jwks?<redacted>` failed; see http://127.0.0.1:9/jwks?<redacted> and https://as.example/ok"

@@ -90,16 +90,20 @@ impl Call<'_> {
         let headers = request.headers().clone();
         let origin = header(&headers, "origin").map_err(Refusal::invalid);
         let version = header(&headers, "mcp-protocol-version").map_err(Refusal::invalid);
-        let checked = origin.and_then(|o| version.map(|v| (o, v))).and_then(|(origin, version)| {
-            mcp::check_headers(origin, &mcp.allowed_origins, version).map_err(Refusal::from)
-        });
+        let checked = origin
+            .and_then(|o| version.map(|v| (o, v)))
+            .and_then(|(origin, version)| mcp::check_headers(origin, &mcp.allowed_origins, version).map_err(Refusal::from));
         if let Err(refusal) = checked {
             return self.refuse(&request, refusal, None);
         }
         let method = request.method().clone();
         if method != Method::POST {
             if method != Method::GET && method != Method::DELETE {
-                let mut response = self.refuse(&request, Refusal::new(StatusCode::METHOD_NOT_ALLOWED, code::INVALID_REQUEST, format!("`{method}` is not an MCP method: use POST, GET or DELETE")), None);
+                let mut response = self.refuse(
+                    &request,
+                    Refusal::new(StatusCode::METHOD_NOT_ALLOWED, code::INVALID_REQUEST, format!("`{method}` is not an MCP method: use POST, GET or DELETE")),
+                    None,
+                );
                 response.headers_mut().insert(h::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
                 return response;
             }
@@ -121,7 +125,11 @@ impl Call<'_> {
         let bytes = match axum::body::to_bytes(Body::new(body), limits.max_body_bytes).await {
             Ok(bytes) => bytes,
             Err(_) => {
-                let refusal = Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_REQUEST, format!("the body is over the limit of {} bytes (or was cut off)", limits.max_body_bytes));
+                let refusal = Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    code::INVALID_REQUEST,
+                    format!("the body is over the limit of {} bytes (or was cut off)", limits.max_body_bytes),
+                );
                 return self.refuse_parts(&parts.method, &parts.uri, refusal, None);
             }
         };
@@ -176,7 +184,15 @@ impl Call<'_> {
     }
 
     /// The engine request for a call to `request`'s path.
-    fn check(&self, peer: SocketAddr, request: &Request, action: String, resource: EntityRef, input: Option<String>, entities: Option<String>) -> Result<CheckRequest, String> {
+    fn check(
+        &self,
+        peer: SocketAddr,
+        request: &Request,
+        action: String,
+        resource: EntityRef,
+        input: Option<String>,
+        entities: Option<String>,
+    ) -> Result<CheckRequest, String> {
         let headers = request.headers();
         let uri = self.external_uri(peer, request)?;
         Ok(CheckRequest {

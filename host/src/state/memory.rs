@@ -32,7 +32,10 @@ impl MemoryBackend {
         // An empty file is what an editor leaves for a moment while it rewrites one in place: read
         // as "nothing is revoked", it would lift every revocation. The empty list is `{}`.
         if text.trim().is_empty() {
-            return Err(StoreError::Content(format!("{}: the file is empty (an empty revocation list is `{{}}`); the last good list stays in force", path.display())));
+            return Err(StoreError::Content(format!(
+                "{}: the file is empty (an empty revocation list is `{{}}`); the last good list stays in force",
+                path.display()
+            )));
         }
         RevocationList::parse(&text).map_err(|e| StoreError::Content(format!("{}: {e}", path.display())))
     }
@@ -127,8 +130,13 @@ mod tests {
         assert_eq!(list.lookup(&ids(RevocationId::Agent("a".into())), 0), None);
         assert_eq!(list.lookup(&ids(RevocationId::AnyKid("bare-kid".into())), 0), Some(0), "untouched entries survive the rewrite");
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.contains(r#""keys": [
-    "bare-kid""#), "bare entries are written back as they were: {text}");
+        assert!(
+            text.contains(
+                r#""keys": [
+    "bare-kid""#
+            ),
+            "bare entries are written back as they were: {text}"
+        );
     }
 
     #[test]

@@ -87,7 +87,10 @@ impl StoreMetrics {
         for (kind, counter) in KINDS.iter().zip(&self.errors) {
             let _ = writeln!(out, "agentgate_store_errors_total{{backend=\"{backend}\",kind=\"{kind}\"}} {}", counter.load(Ordering::Relaxed));
         }
-        let _ = writeln!(out, "# HELP agentgate_store_degraded_total Checks decided with this node's local state because the store was unavailable (`on_unavailable = \"local\"`).");
+        let _ = writeln!(
+            out,
+            "# HELP agentgate_store_degraded_total Checks decided with this node's local state because the store was unavailable (`on_unavailable = \"local\"`)."
+        );
         let _ = writeln!(out, "# TYPE agentgate_store_degraded_total counter");
         let _ = writeln!(out, "agentgate_store_degraded_total{{backend=\"{backend}\"}} {}", self.degraded.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP agentgate_store_mode The store in force and what an unavailable store means (1 for the mode in force).");

@@ -168,12 +168,8 @@ impl RedisBackend {
         }
         let client = client(section, &url)?;
         let timeout = Duration::from_millis(section.timeout_ms);
-        let connector = Connector {
-            client,
-            connect_timeout: Duration::from_millis(section.connect_timeout_ms),
-            timeout,
-            require_noeviction: section.require_noeviction,
-        };
+        let connector =
+            Connector { client, connect_timeout: Duration::from_millis(section.connect_timeout_ms), timeout, require_noeviction: section.require_noeviction };
         let pool = r2d2::Pool::builder()
             .max_size(section.pool_size)
             .min_idle(Some(0))
@@ -286,18 +282,15 @@ impl Backend for RedisBackend {
 
     fn load_revocations(&self) -> Result<(ListVersion, RevocationList), StoreError> {
         // One transaction: the version and the list it names.
-        let (version, fields): (Option<u64>, Vec<(String, String)>) = self.with_conn(|conn| {
-            redis::pipe().atomic().cmd("GET").arg(self.keys.revocations_version()).cmd("HGETALL").arg(self.keys.revocations()).query(conn)
-        })?;
+        let (version, fields): (Option<u64>, Vec<(String, String)>) = self
+            .with_conn(|conn| redis::pipe().atomic().cmd("GET").arg(self.keys.revocations_version()).cmd("HGETALL").arg(self.keys.revocations()).query(conn))?;
         Ok((version.unwrap_or(0).to_string(), Self::parse_revocations(fields)?))
     }
 
     fn revoke(&self, id: &RevocationId, expires: Option<u64>) -> Result<(), StoreError> {
         let entry = serde_json::json!({ "expires": expires, "at": crate::mint::now() }).to_string();
-        self.with_conn(|conn| {
-            self.revoke.key(self.keys.revocations()).key(self.keys.revocations_version()).arg(id.canonical()).arg(&entry).invoke::<i64>(conn)
-        })
-        .map(drop)
+        self.with_conn(|conn| self.revoke.key(self.keys.revocations()).key(self.keys.revocations_version()).arg(id.canonical()).arg(&entry).invoke::<i64>(conn))
+            .map(drop)
     }
 
     fn unrevoke(&self, id: &RevocationId) -> Result<bool, StoreError> {
@@ -346,7 +339,8 @@ struct ErrorLog {
 
 impl r2d2::HandleError<redis::RedisError> for ErrorLog {
     fn handle_error(&self, error: redis::RedisError) {
-        let kind = if error.to_string().contains("maxmemory-policy") { StoreError::Other(error.to_string()) } else { StoreError::Connection(error.to_string()) };
+        let kind =
+            if error.to_string().contains("maxmemory-policy") { StoreError::Other(error.to_string()) } else { StoreError::Connection(error.to_string()) };
         self.metrics.store_error(&kind);
         tracing::warn!(error = %error, "could not open a connection to the store");
     }

@@ -242,7 +242,8 @@ impl StatusLists {
         // it accepts a list signed by any issuer that some issuer's policy trusts for status
         // lists (its `iss` when it names one, else the one holding its `kid`). The component
         // then checks the list against the exact issuer of the token at hand.
-        let candidates: Vec<&str> = verification.trust.issuer_names().filter_map(|name| verification.trust.issuer_policy(name)).map(|p| p.status_issuer.as_str()).collect();
+        let candidates: Vec<&str> =
+            verification.trust.issuer_names().filter_map(|name| verification.trust.issuer_policy(name)).map(|p| p.status_issuer.as_str()).collect();
         let kid = status_list::unverified_kid(token);
         let issuer = match status_list::unverified_issuer(token) {
             Some(iss) if candidates.contains(&iss.as_str()) => iss,
@@ -277,8 +278,13 @@ impl StatusLists {
 
     /// What `/healthz` shows.
     pub fn status(&self) -> serde_json::Value {
-        let kept = self.kept.lock().map(|k| k.iter().map(|(uri, kept)| (crate::jwks_fetch::redact_url(uri), age(kept.fetched_unix).as_secs())).collect::<Vec<_>>()).unwrap_or_default();
-        let errors = self.last_error.lock().map(|e| e.iter().map(|(uri, e)| (crate::jwks_fetch::redact_url(uri), e.clone())).collect::<Vec<_>>()).unwrap_or_default();
+        let kept = self
+            .kept
+            .lock()
+            .map(|k| k.iter().map(|(uri, kept)| (crate::jwks_fetch::redact_url(uri), age(kept.fetched_unix).as_secs())).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let errors =
+            self.last_error.lock().map(|e| e.iter().map(|(uri, e)| (crate::jwks_fetch::redact_url(uri), e.clone())).collect::<Vec<_>>()).unwrap_or_default();
         serde_json::json!({
             "lists": kept.into_iter().map(|(uri, age)| serde_json::json!({"uri": uri, "fetched_secs_ago": age})).collect::<Vec<_>>(),
             "errors": errors.into_iter().map(|(uri, e)| serde_json::json!({"uri": uri, "error": e})).collect::<Vec<_>>(),
