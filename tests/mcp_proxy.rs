@@ -160,15 +160,11 @@ fn challenges(resp: &ureq::http::Response<ureq::Body>) -> Vec<String> {
     resp.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_owned()).collect()
 }
 
-#[test]
-fn tool_calls_are_decided_from_the_body_and_forwarded_without_credentials() {
-    let up = upstream();
-    let d = deployment(up.addr, "", &[]);
-    let r = start(&d);
+fn tool_calls_are_decided_from_the_body_and_forwarded_without_credentials(up: &Upstream, r: &Running) {
     let k = keys();
     let t = token(&k, "files.read files.write", "https://files.example.com");
 
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), &call("read_file", json!({"path": "/workspace/notes.md"})), &[("mcp-session-id", "session-1")]);
+    let resp = post(r, Some((&t, &proof(&k, "POST", &t))), &call("read_file", json!({"path": "/workspace/notes.md"})), &[("mcp-session-id", "session-1")]);
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "mcp-session-id"), "session-1", "the session id passes back");
     assert!(!header(&resp, "x-agentgate-decision-id").is_empty());
@@ -187,32 +183,28 @@ fn tool_calls_are_decided_from_the_body_and_forwarded_without_credentials() {
 
     // An argument rule: writes stay inside /workspace/. Denied calls never reach the upstream.
     let before = up.received.lock().unwrap().len();
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), &call("write_file", json!({"path": "/etc/passwd", "content": "x"})), &[]);
+    let resp = post(r, Some((&t, &proof(&k, "POST", &t))), &call("write_file", json!({"path": "/etc/passwd", "content": "x"})), &[]);
     assert_eq!(resp.status(), 403);
     assert!(challenges(&resp).is_empty(), "a policy deny is not a challenge");
     let body = json_body(resp);
     assert_eq!(body["id"], 7);
     assert_eq!(body["error"]["code"], -32001);
     assert_eq!(body["error"]["data"]["outcome"], "policy_denied");
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), &call("write_file", json!({"path": "/workspace/a.md", "content": "x"})), &[]);
+    let resp = post(r, Some((&t, &proof(&k, "POST", &t))), &call("write_file", json!({"path": "/workspace/a.md", "content": "x"})), &[]);
     assert_eq!(resp.status(), 200, "the same tool with an argument the rules permit");
     assert_eq!(up.received.lock().unwrap().len(), before + 1, "only the allowed write was forwarded");
 
     // A spoofed identity header from the caller never reaches the upstream.
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), &call("read_file", json!({"path": "/workspace/a"})), &[("x-agentgate-user", "mallory")]);
+    let resp = post(r, Some((&t, &proof(&k, "POST", &t))), &call("read_file", json!({"path": "/workspace/a"})), &[("x-agentgate-user", "mallory")]);
     assert_eq!(resp.status(), 200);
     assert_eq!(up.received.lock().unwrap().last().unwrap().2["x-agentgate-user"], "alice");
 }
 
-#[test]
-fn a_missing_scope_is_a_step_up_and_credentials_failures_carry_the_metadata() {
-    let up = upstream();
-    let d = deployment(up.addr, "", &[]);
-    let r = start(&d);
+fn a_missing_scope_is_a_step_up_and_credentials_failures_carry_the_metadata(r: &Running) {
     let k = keys();
     let t = token(&k, "files.read files.write", "https://files.example.com");
 
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), &call("delete_file", json!({"path": "/workspace/old.md"})), &[]);
+    let resp = post(r, Some((&t, &proof(&k, "POST", &t))), &call("delete_file", json!({"path": "/workspace/old.md"})), &[]);
     assert_eq!(resp.status(), 403);
     let c = challenges(&resp);
     assert_eq!(c.len(), 2, "{c:?}");
@@ -224,46 +216,42 @@ fn a_missing_scope_is_a_step_up_and_credentials_failures_carry_the_metadata() {
     assert_eq!(body["error"]["data"]["required_scope"], "files.delete");
 
     // No credentials: the client is pointed at the metadata, Bearer challenge first.
-    let resp = post(&r, None, &call("read_file", json!({"path": "/workspace/a"})), &[]);
+    let resp = post(r, None, &call("read_file", json!({"path": "/workspace/a"})), &[]);
     assert_eq!(resp.status(), 401);
     assert_eq!(challenges(&resp), vec![format!(r#"Bearer resource_metadata="{METADATA}""#), format!(r#"DPoP algs="ES256", resource_metadata="{METADATA}""#)]);
     assert_eq!(json_body(resp)["error"]["data"]["outcome"], "invalid_token");
 
     // A replayed proof.
     let p = proof(&k, "POST", &t);
-    assert_eq!(post(&r, Some((&t, &p)), &call("read_file", json!({"path": "/workspace/a"})), &[]).status(), 200);
-    let resp = post(&r, Some((&t, &p)), &call("read_file", json!({"path": "/workspace/a"})), &[]);
+    assert_eq!(post(r, Some((&t, &p)), &call("read_file", json!({"path": "/workspace/a"})), &[]).status(), 200);
+    let resp = post(r, Some((&t, &p)), &call("read_file", json!({"path": "/workspace/a"})), &[]);
     assert_eq!(resp.status(), 401);
     assert!(challenges(&resp)[1].starts_with(r#"DPoP error="invalid_dpop_proof""#));
     assert_eq!(json_body(resp)["error"]["data"]["outcome"], "replayed");
 
     // A token for another resource (RFC 8707): refused through the MCP path too.
     let other = token(&k, "files.read", "https://mail.example.com");
-    let resp = post(&r, Some((&other, &proof(&k, "POST", &other))), &call("read_file", json!({"path": "/workspace/a"})), &[]);
+    let resp = post(r, Some((&other, &proof(&k, "POST", &other))), &call("read_file", json!({"path": "/workspace/a"})), &[]);
     assert_eq!(resp.status(), 401);
     let body = json_body(resp);
     assert_eq!(body["error"]["data"]["outcome"], "invalid_token");
     assert!(body["error"]["message"].as_str().unwrap().contains("audience"), "{body}");
 }
 
-#[test]
-fn tools_list_is_filtered_to_what_the_caller_could_call() {
-    let up = upstream();
-    let d = deployment(up.addr, "", &[]);
-    let r = start(&d);
+fn tools_list_is_filtered_to_what_the_caller_could_call(r: &Running) {
     let k = keys();
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     let names = |v: &Value| -> Vec<String> { v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect() };
 
     let t = token(&k, "files.read files.write", "https://files.example.com");
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), list, &[]);
+    let resp = post(r, Some((&t, &proof(&k, "POST", &t))), list, &[]);
     assert_eq!(resp.status(), 200);
     // write_file stays: its forbid reads the path, so some paths are permitted. delete_file needs
     // `files.delete`; the admin tools are forbidden to agents whatever the arguments.
     assert_eq!(names(&json_body(resp)), ["list_directory", "read_file", "search_files", "write_file"]);
 
     let t = token(&k, "files.read", "https://files.example.com");
-    let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), list, &[("x-test-sse", "1")]);
+    let resp = post(r, Some((&t, &proof(&k, "POST", &t))), list, &[("x-test-sse", "1")]);
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "content-type"), "text/event-stream");
     let mut resp = resp;
@@ -273,13 +261,7 @@ fn tools_list_is_filtered_to_what_the_caller_could_call() {
     assert!(text.contains("event: message\nid: 1\n"), "the event's other fields are kept: {text}");
 }
 
-#[test]
-fn event_streams_are_relayed_as_they_arrive() {
-    let up = upstream();
-    // An idle timeout shorter than the pause between events: a streamed answer is a request in
-    // progress, not an idle connection.
-    let d = deployment(up.addr, "", &[("[server]\n", "[server]\nidle_timeout_secs = 1\n")]);
-    let r = start(&d);
+fn event_streams_are_relayed_as_they_arrive(up: &Upstream, r: &Running) {
     let k = keys();
     let t = token(&k, "files.read", "https://files.example.com");
     let resp = agent()
@@ -315,15 +297,11 @@ fn event_streams_are_relayed_as_they_arrive() {
     releaser.join().unwrap();
 }
 
-#[test]
-fn malformed_or_inconsistent_requests_are_refused_before_a_decision() {
-    let up = upstream();
-    let d = deployment(up.addr, "allowed_origins = [\"https://app.example.com\"]", &[("[server]\n", "[server]\nmax_body_bytes = 4096\n")]);
-    let r = start(&d);
+fn malformed_or_inconsistent_requests_are_refused_before_a_decision(up: &Upstream, r: &Running) {
     let k = keys();
     let t = token(&k, "files.read", "https://files.example.com");
     let refused = |body: &str, extra: &[(&str, &str)]| {
-        let resp = post(&r, Some((&t, &proof(&k, "POST", &t))), body, extra);
+        let resp = post(r, Some((&t, &proof(&k, "POST", &t))), body, extra);
         let status = resp.status().as_u16();
         let body = json_body(resp);
         assert_eq!(body["error"]["data"]["outcome"], "invalid_request", "{body}");
@@ -351,7 +329,7 @@ fn malformed_or_inconsistent_requests_are_refused_before_a_decision() {
     assert_eq!((status, message.as_str()), (413, "the body is over the limit of 4096 bytes (or was cut off)"));
     // Consistent headers, a supported version and an allowed origin pass.
     let resp = post(
-        &r,
+        r,
         Some((&t, &proof(&k, "POST", &t))),
         &good,
         &[("mcp-name", "read_file"), ("mcp-method", "tools/call"), ("mcp-protocol-version", "2025-11-25"), ("origin", "https://app.example.com")],
@@ -411,4 +389,28 @@ fn protected_resource_metadata_is_served_and_bearer_only_deployments_challenge_w
     let c = challenges(&resp);
     assert_eq!(c.len(), 1);
     assert!(c[0].starts_with(r#"Bearer error="invalid_token""#) && c[0].ends_with(&format!(r#"resource_metadata="{METADATA}""#)), "{c:?}");
+}
+
+/// One deployment, one server: what a default reverse-proxy deployment does (each part builds
+/// on nothing the others leave behind; one server keeps the suite's start-up cost down).
+#[test]
+fn a_default_deployment_decides_forwards_steps_up_and_filters() {
+    let up = upstream();
+    let d = deployment(up.addr, "", &[]);
+    let r = start(&d);
+    tool_calls_are_decided_from_the_body_and_forwarded_without_credentials(&up, &r);
+    a_missing_scope_is_a_step_up_and_credentials_failures_carry_the_metadata(&r);
+    tools_list_is_filtered_to_what_the_caller_could_call(&r);
+}
+
+/// A stricter deployment: `[mcp] allowed_origins`, a 4 KiB body cap, and an idle timeout (1 s)
+/// shorter than the pause between two events of a stream.
+#[test]
+fn a_strict_deployment_refuses_before_deciding_and_streams_past_its_idle_timeout() {
+    let up = upstream();
+    let d =
+        deployment(up.addr, "allowed_origins = [\"https://app.example.com\"]", &[("[server]\n", "[server]\nmax_body_bytes = 4096\nidle_timeout_secs = 1\n")]);
+    let r = start(&d);
+    malformed_or_inconsistent_requests_are_refused_before_a_decision(&up, &r);
+    event_streams_are_relayed_as_they_arrive(&up, &r);
 }
