@@ -1,5 +1,5 @@
 #!/bin/bash
-# The campaign table (RECORD.md) from tools/campaign.sh's logs: executions, exec/s, new units,
+# The campaign table (docs/security.md, "Fuzzing") from tools/campaign.sh's logs: executions, exec/s, new units,
 # coverage at start and end, corpus size, crash or not. Run from fuzz/.
 LOGS=${LOGS:-/tmp/agentgate-fuzz-campaign}
 printf "| target | seconds | executions | exec/s | new units | cov start → end | corpus files | result |\n|---|---|---|---|---|---|---|---|\n"

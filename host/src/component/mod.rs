@@ -434,12 +434,17 @@ impl ComponentVerifier {
 }
 
 /// Names the budget that ran out; other traps keep wasmtime's message.
+/// A reason for a failed call: what happened, never the guest's backtrace (symbols and offsets
+/// are for the operator's debugger, not for deny bodies and audit lines).
 fn explain_trap(e: wasmtime::Error, budget: Duration) -> anyhow::Error {
+    let text = format!("{e:#}");
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => anyhow::anyhow!("the decision component exceeded its time budget of {} ms", budget.as_millis()),
-        _ if format!("{e:#}").contains("forcing a memory growth failure") => {
+        // The limiter's refusal, worded by wasmtime versions either way.
+        _ if text.contains("forcing a memory growth failure") || text.contains("forcing trap when growing memory") => {
             anyhow::anyhow!("the decision component exceeded its memory limit")
         }
-        _ => anyhow::Error::from(e).context("the decision component trapped"),
+        Some(trap) => anyhow::anyhow!("the decision component trapped: {trap}"),
+        None => anyhow::anyhow!("the decision component failed: {}", e.root_cause()),
     }
 }
