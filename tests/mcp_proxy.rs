@@ -93,27 +93,15 @@ fn async_stream(gate: Arc<tokio::sync::Notify>) -> axum::body::Body {
 /// resource metadata; `extra` is appended to `[server]`'s neighbours (e.g. `[dpop]` changes go
 /// through `replace`).
 fn deployment(upstream: SocketAddr, mcp_extra: &str, replace: &[(&str, &str)]) -> Deployment {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root().join("policies/mcp")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    Deployment::shipped("mcp", |toml| {
+        let mut toml = toml.replace("[server]\n", &format!("[server]\nupstream = \"http://{upstream}\"\n"));
+        toml = toml.replace("[mcp]\n", &format!("[mcp]\n{mcp_extra}\n"));
+        for (from, to) in replace {
+            assert!(toml.contains(from), "{from}");
+            toml = toml.replace(from, to);
         }
-    }
-    let config = dir.path().join("agentgate.toml");
-    let keys = format!("{}/", root().join("policies/keys").display());
-    let mut toml = std::fs::read_to_string(&config).unwrap().replace("../keys/", &keys);
-    toml = toml.replace("[server]\n", &format!("[server]\nupstream = \"http://{upstream}\"\n"));
-    toml = toml.replace("[mcp]\n", &format!("[mcp]\n{mcp_extra}\n"));
-    for (from, to) in replace {
-        assert!(toml.contains(from), "{from}");
-        toml = toml.replace(from, to);
-    }
-    toml.push_str(
-        "\n[audit]\npath = \"audit.jsonl\"\n\n[protected_resource]\nresource = \"https://files.example.com\"\nauthorization_servers = [\"https://auth.demo.agentgate.dev\"]\nscopes_supported = [\"files.read\", \"files.write\", \"files.delete\"]\n",
-    );
-    std::fs::write(&config, toml).unwrap();
-    Deployment { dir }
+        toml + "\n[protected_resource]\nresource = \"https://files.example.com\"\nauthorization_servers = [\"https://auth.demo.agentgate.dev\"]\nscopes_supported = [\"files.read\", \"files.write\", \"files.delete\"]\n"
+    })
 }
 
 fn token(k: &Keys, scopes: &str, audience: &str) -> String {

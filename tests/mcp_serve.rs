@@ -10,7 +10,6 @@ mod support;
 
 use agentgate::mint::{self, AccessTokenSpec};
 use serde_json::json;
-use support::root;
 use support::serve::*;
 
 const MCP: &str = "https://files.example.com/mcp";
@@ -18,18 +17,7 @@ const ASSISTANT: &str = "spiffe://agents.example/files-assistant";
 
 /// A copy of `policies/mcp` that trusts the TEST-ONLY keys where they are and audits to a file.
 fn deployment() -> Deployment {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root().join("policies/mcp")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    let config = dir.path().join("agentgate.toml");
-    let keys = format!("{}/", root().join("policies/keys").display());
-    let toml = std::fs::read_to_string(&config).unwrap().replace("../keys/", &keys);
-    std::fs::write(&config, format!("{toml}\n[audit]\npath = \"audit.jsonl\"\n")).unwrap();
-    Deployment { dir }
+    Deployment::shipped("mcp", |toml| toml)
 }
 
 fn token(k: &Keys, scopes: &[&str]) -> String {

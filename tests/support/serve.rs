@@ -93,6 +93,23 @@ resource = {{ type = "Mailbox", id = "{{owner}}", attrs = {{ owner = {{ type = "
         Deployment { dir }
     }
 
+    /// A copy of the shipped policy set `policies/<set>` whose `agentgate.toml` trusts the TEST-ONLY
+    /// keys where they are, audits to a file, and has `edit` applied to its text.
+    pub fn shipped(set: &str, edit: impl FnOnce(String) -> String) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(root().join("policies").join(set)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let config = dir.path().join("agentgate.toml");
+        let keys = format!("{}/", root().join("policies/keys").display());
+        let toml = std::fs::read_to_string(&config).unwrap().replace("../keys/", &keys);
+        std::fs::write(&config, edit(format!("{toml}\n[audit]\npath = \"audit.jsonl\"\n"))).unwrap();
+        Deployment { dir }
+    }
+
     pub fn standard() -> Self {
         Deployment::new(
             "",

@@ -141,41 +141,28 @@ impl Deployment {
 
     /// Decides one call on an instance from the pool (`batch`: several calls sharing one proof).
     pub fn decide_all(&self, requests: &[CheckRequest], mut stop: impl FnMut(usize, &Decision) -> bool) -> Vec<(Decision, Duration)> {
-        let gate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut gate = match gate {
-            Some(g) => g,
-            None => match self.runtime.preloaded_verifier() {
-                Ok(v) => v,
-                Err(e) => {
-                    let d = Decision::engine_error(format!("could not start a decision instance: {e}"));
-                    return requests.iter().map(|_| (d.clone(), Duration::ZERO)).collect();
-                }
-            },
-        };
-        let batch = requests.len() > 1;
-        if batch {
-            gate.begin_batch();
-        }
-        let mut out = Vec::with_capacity(requests.len());
-        for (index, request) in requests.iter().enumerate() {
-            let started = Instant::now();
-            let decision = gate.check(request);
-            let elapsed = started.elapsed();
-            let done = stop(index, &decision);
-            out.push((decision, elapsed));
-            if done {
-                break;
+        let decided = self.with_instance(|gate| {
+            let batch = requests.len() > 1;
+            if batch {
+                gate.begin_batch();
             }
-        }
-        if batch {
-            gate.end_batch();
-        }
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.pool_size
-        {
-            idle.push(gate);
-        }
-        out
+            let mut out = Vec::with_capacity(requests.len());
+            for (index, request) in requests.iter().enumerate() {
+                let started = Instant::now();
+                let decision = gate.check(request);
+                let elapsed = started.elapsed();
+                let done = stop(index, &decision);
+                out.push((decision, elapsed));
+                if done {
+                    break;
+                }
+            }
+            if batch {
+                gate.end_batch();
+            }
+            out
+        });
+        decided.unwrap_or_else(|d| requests.iter().map(|_| (d.clone(), Duration::ZERO)).collect())
     }
 
     /// Decides one call.
