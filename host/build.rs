@@ -59,15 +59,33 @@ fn main() {
     let profile = env::var("AGENTGATE_GUEST_PROFILE").unwrap_or_else(|_| DEFAULT_PROFILE.to_owned());
     let target_dir = guest_target_dir(&out_dir);
 
-    for variant in &VARIANTS {
-        let wasm = build_variant(&root, &target_dir, &profile, variant);
-        let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()));
-        std::fs::write(out_dir.join(variant.file), &bytes).unwrap_or_else(|e| panic!("writing OUT_DIR: {e}"));
-        // The artifact cache is keyed by the component's digest; computing it here spares every
-        // start of the host hashing megabytes.
-        let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-        std::fs::write(out_dir.join(format!("{}.sha256", variant.file)), digest).unwrap_or_else(|e| panic!("writing OUT_DIR: {e}"));
-    }
+    // The variants with their own target directory build beside the ones sharing the default
+    // directory: the final LTO step of each is single-threaded, so on a small machine this overlaps
+    // whole minutes of the build. Variants sharing a directory stay in sequence (cargo's lock).
+    let (apart, shared): (Vec<&Variant>, Vec<&Variant>) = VARIANTS.iter().partition(|v| v.rustflags.is_some());
+    let build = |variants: Vec<&Variant>| {
+        for variant in variants {
+            let wasm = build_variant(&root, &target_dir, &profile, variant);
+            publish(&out_dir, variant, &wasm);
+        }
+    };
+    std::thread::scope(|scope| {
+        let beside = scope.spawn(|| build(apart));
+        build(shared);
+        if let Err(panic) = beside.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+/// Copies a built component into OUT_DIR with its digest.
+fn publish(out_dir: &Path, variant: &Variant, wasm: &Path) {
+    let bytes = std::fs::read(wasm).unwrap_or_else(|e| panic!("reading {}: {e}", wasm.display()));
+    std::fs::write(out_dir.join(variant.file), &bytes).unwrap_or_else(|e| panic!("writing OUT_DIR: {e}"));
+    // The artifact cache is keyed by the component's digest; computing it here spares every
+    // start of the host hashing megabytes.
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(out_dir.join(format!("{}.sha256", variant.file)), digest).unwrap_or_else(|e| panic!("writing OUT_DIR: {e}"));
 }
 
 /// `<target dir>/agentgate-guest`, shared by every host profile so the guest builds once.

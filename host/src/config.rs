@@ -641,6 +641,16 @@ pub struct LoadedConfig {
     pub decision_api_secret: Option<Secret>,
 }
 
+impl LoadedConfig {
+    /// Where the source file the engine knows as `name` (a policy file or the schema, named
+    /// relative to the config's directory) is, as the config's own path was given: for messages a
+    /// user can open. `None` for any other name.
+    pub fn source_path(&self, name: &str) -> Option<PathBuf> {
+        let known = self.engine.schema.name == name || self.engine.policies.iter().any(|p| p.name == name);
+        known.then(|| self.path.parent().unwrap_or(Path::new("")).join(name))
+    }
+}
+
 /// Reads `path` and every file it names; JWKS URLs are fetched with the default HTTPS client.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     load_with(path, &crate::jwks_fetch::HttpsFetcher::default())
@@ -683,13 +693,18 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
     if policy_paths.is_empty() {
         return Err(ConfigError(format!("{}: no `*.cedar` policy files", policy_dir.display())));
     }
+    // A source is named as the config names it (its path relative to the config's directory, or
+    // absolute if the config says so), never by where that directory happens to be: the names are
+    // part of the engine config, so two copies of one deployment share a compiled snapshot, and
+    // messages read the same on every machine.
+    let source_name = |full: &Path| full.strip_prefix(dir).unwrap_or(full).display().to_string();
     let mut policies = Vec::new();
     for p in &policy_paths {
         let (full, text) = read(p.clone())?;
-        policies.push(SourceText { name: full.display().to_string(), text });
+        policies.push(SourceText { name: source_name(&full), text });
     }
     let (schema_path, schema_text) = read(policy_dir.join(SCHEMA_FILE))?;
-    let schema = SourceText { name: schema_path.display().to_string(), text: schema_text };
+    let schema = SourceText { name: source_name(&schema_path), text: schema_text };
 
     let mut trust = TrustConfig::default();
     for issuer in &file.issuers {

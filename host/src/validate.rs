@@ -75,13 +75,22 @@ pub fn validate(path: &Path) -> Report {
     {
         problems.push(Problem::general(&file, format!("`[mcp] path` `{}` must start with `/`", mcp.path)));
     }
+    // The engine names sources relative to the config's directory; a problem points at the file
+    // as the user can open it.
+    for problem in &mut problems {
+        if let Some(on_disk) = loaded.source_path(&problem.file) {
+            problem.file = on_disk.display().to_string();
+        }
+    }
     Report { config: Some(loaded), problems, warnings }
 }
 
-/// The text of a source file named in `config`, for snippets.
-pub fn source_text<'a>(config: &'a LoadedConfig, name: &str) -> Option<&'a str> {
-    if config.engine.schema.name == name {
+/// The text of a source file named in `config` (by its path on disk, as `validate` reports it),
+/// for snippets.
+pub fn source_text<'a>(config: &'a LoadedConfig, file: &str) -> Option<&'a str> {
+    let on_disk = |name: &str| config.source_path(name).is_some_and(|p| p.display().to_string() == file);
+    if on_disk(&config.engine.schema.name) {
         return Some(&config.engine.schema.text);
     }
-    config.engine.policies.iter().find(|p| p.name == name).map(|p| p.text.as_str())
+    config.engine.policies.iter().find(|p| on_disk(&p.name)).map(|p| p.text.as_str())
 }
