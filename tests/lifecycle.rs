@@ -62,6 +62,50 @@ fn preinitializing_an_unusable_config_fails_with_its_message() {
     assert!(format!("{err:#}").contains("nope"), "{err:#}");
 }
 
+/// Sources are named relative to the config's directory, so one deployment copied to two places
+/// is one engine config: the second start loads the first one's snapshot instead of taking its own,
+/// and an unannotated policy's id (`file:line`) does not depend on where the copy lives.
+#[test]
+fn two_copies_of_one_deployment_share_one_snapshot_and_name_their_policies_alike() {
+    let copy = |to: &std::path::Path| {
+        for set in ["home", "keys"] {
+            std::fs::create_dir(to.join(set)).unwrap();
+            for entry in std::fs::read_dir(root().join("policies").join(set)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    std::fs::copy(&path, to.join(set).join(path.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        std::fs::write(
+            to.join("home/zz-unannotated.cedar"),
+            "forbid (principal, action == Action::\"lock:unlock\", resource) when { context.delegation.depth > 5 };\n",
+        )
+        .unwrap();
+        agentgate::config::load(&to.join("home/agentgate.toml")).unwrap()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, second) = (copy(a.path()), copy(b.path()));
+    assert_eq!(serde_json::to_string(&first.engine).unwrap(), serde_json::to_string(&second.engine).unwrap());
+    let names: Vec<&str> = first.engine.policies.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["devices.cedar", "locks.cedar", "zz-unannotated.cedar"]);
+    assert_eq!(first.engine.schema.name, "schema.cedarschema");
+    assert_eq!(first.source_path("zz-unannotated.cedar"), Some(a.path().join("home/zz-unannotated.cedar")));
+    assert_eq!(first.source_path("elsewhere.cedar"), None);
+
+    let cache = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeOptions::default() };
+    let entries = || std::fs::read_dir(cache.path()).unwrap().count();
+    Runtime::preinitialized(options.clone(), Arc::new(LocalState::default()), &first.engine).unwrap();
+    let after_first = entries();
+    assert_eq!(after_first, 1, "the snapshot is cached");
+    let runtime = Runtime::preinitialized(options, Arc::new(LocalState::default()), &second.engine).unwrap();
+    assert_eq!(entries(), after_first, "the second copy reuses the first one's snapshot");
+    let engine = agentgate_engine::Engine::new(&second.engine, Box::new(LocalState::default())).unwrap();
+    assert!(engine.authorizer().policy_source("zz-unannotated.cedar:1").is_some(), "an unannotated policy is `file:line`");
+    drop(runtime);
+}
+
 #[test]
 fn a_warmed_up_verifier_decides_like_a_cold_one() {
     let vector = read_vector(&root().join("tests/vectors/001_mail_bound_agent_reads_own_inbox.json"));

@@ -693,10 +693,10 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
     if policy_paths.is_empty() {
         return Err(ConfigError(format!("{}: no `*.cedar` policy files", policy_dir.display())));
     }
-    // A source is named as the config names it (its path relative to the config's directory, or
-    // absolute if the config says so), never by where that directory happens to be: the names are
-    // part of the engine config, so two copies of one deployment share a compiled snapshot, and
-    // messages read the same on every machine.
+    // A source (policy file, schema, key file) is named as the config names it (its path relative
+    // to the config's directory, or absolute if the config says so), never by where that
+    // directory happens to be: the names are part of the engine config, so two copies of one
+    // deployment share a compiled snapshot, and messages read the same on every machine.
     let source_name = |full: &Path| full.strip_prefix(dir).unwrap_or(full).display().to_string();
     let mut policies = Vec::new();
     for p in &policy_paths {
@@ -723,7 +723,7 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
             trust.issuers.push(IssuerSource {
                 issuer: issuer.issuer.clone(),
                 jwks,
-                source: full.display().to_string(),
+                source: source_name(&full),
                 status_list: issuer.status_list,
                 status_issuer: issuer.status_issuer.clone(),
             });
@@ -731,7 +731,7 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
     }
     for td in &file.trust_domains {
         let (full, bundle) = read(join(dir, &td.bundle))?;
-        trust.trust_domains.push(TrustDomainSource { trust_domain: td.trust_domain.clone(), bundle, source: full.display().to_string() });
+        trust.trust_domains.push(TrustDomainSource { trust_domain: td.trust_domain.clone(), bundle, source: source_name(&full) });
     }
     let nonce = match &file.dpop.nonce {
         None => None,
