@@ -177,7 +177,7 @@ fn main() {
         }
     };
     let nodes = if fleet { 2 } else { 1 };
-    if connections < nodes || connections % nodes != 0 {
+    if connections < nodes || !connections.is_multiple_of(nodes) {
         eprintln!("CONNECTIONS must be a positive multiple of the number of nodes ({nodes})");
         std::process::exit(2);
     }

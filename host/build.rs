@@ -115,8 +115,12 @@ fn build_variant(root: &Path, target_dir: &Path, profile: &str, variant: &Varian
     if let Some(features) = variant.features {
         cmd.args(["--features", features]);
     }
-    // The outer build's flags and target are for the host, not for the component.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_RUSTFLAGS"] {
+    // The outer build's flags and target are for the host, not for the component; under `cargo
+    // clippy` the component is still built (not linted: it is linted on its own target, see
+    // .ci/run), so that clippy and the tests share one build of it.
+    for var in
+        ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CLIPPY_ARGS"]
+    {
         cmd.env_remove(var);
     }
     let output = cmd.output().unwrap_or_else(|e| panic!("could not run cargo to build the component: {e}"));

@@ -78,7 +78,9 @@ fn a_broken_edit_of_the_config_schema_or_jwks_keeps_the_last_good_generation() {
     // Per file: broken versions (each a failed reload, what its error names), then the good one.
     let unreachable_jwks = config_text.replace("jwks = \"issuer.jwks.json\"", "jwks = \"http://127.0.0.1:9/jwks.json\"");
     assert_ne!(unreachable_jwks, config_text);
-    let broken: [(&Path, &str, Vec<(String, &str)>); 3] = [
+    // (file, its good text, [(a broken text, what the failure names)])
+    type Breakages<'a> = (&'a Path, &'a str, Vec<(String, &'a str)>);
+    let broken: [Breakages; 3] = [
         (&config, &config_text, vec![(format!("{config_text}\n[server\nlisten = "), "agentgate.toml"), (unreachable_jwks, "http://127.0.0.1:9/jwks.json")]),
         (&schema, &schema_text, vec![("entity User {\n".to_owned(), "schema.cedarschema")]),
         (&d.path("issuer.jwks.json"), &jwks_text, vec![("{\"keys\": [".to_owned(), "issuer.jwks.json")]),

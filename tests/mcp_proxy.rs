@@ -333,21 +333,19 @@ fn protected_resource_metadata_is_served_and_bearer_only_deployments_challenge_w
     let up = upstream();
     let d = deployment(up.addr, "", &[("mode = \"required\"", "mode = \"off\"")]);
     let r = start(&d);
-    for path in ["/.well-known/oauth-protected-resource"] {
-        let resp = agent().get(&r.url(path)).call().unwrap();
-        assert_eq!(resp.status(), 200);
-        assert_eq!(
-            json_body(resp),
-            json!({
-                "resource": "https://files.example.com",
-                "authorization_servers": ["https://auth.demo.agentgate.dev"],
-                "scopes_supported": ["files.read", "files.write", "files.delete"],
-                "bearer_methods_supported": ["header"],
-                "dpop_signing_alg_values_supported": ["ES256"],
-                "dpop_bound_access_tokens_required": false,
-            })
-        );
-    }
+    let resp = agent().get(&r.url("/.well-known/oauth-protected-resource")).call().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        json_body(resp),
+        json!({
+            "resource": "https://files.example.com",
+            "authorization_servers": ["https://auth.demo.agentgate.dev"],
+            "scopes_supported": ["files.read", "files.write", "files.delete"],
+            "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": ["ES256"],
+            "dpop_bound_access_tokens_required": false,
+        })
+    );
     assert_eq!(agent().get(&r.url("/.well-known/oauth-protected-resource/other")).call().unwrap().status(), 404);
     let resp = post(&r, None, &call("read_file", json!({"path": "/workspace/a"})), &[]);
     assert_eq!(resp.status(), 401);

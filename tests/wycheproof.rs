@@ -122,7 +122,7 @@ enum Der {
     /// Strict DER, but `r` or `s` does not fit 32 bytes: no JOSE signature can carry it.
     TooLong,
     /// Not strict DER.
-    NotDer,
+    Malformed,
 }
 
 /// X.690 DER, strictly: definite minimal lengths, minimal non-negative integers, nothing after.
@@ -174,7 +174,7 @@ fn decode_der(sig: &[u8]) -> Der {
         (at == sig.len()).then_some((r, s))
     };
     match decode() {
-        None => Der::NotDer,
+        None => Der::Malformed,
         Some((r, s)) => match (left_pad(&r), left_pad(&s)) {
             (Some(r), Some(s)) => Der::RawRs([r, s].concat()),
             _ => Der::TooLong,
@@ -232,7 +232,7 @@ fn run(name: TestName, der: bool) -> Tally {
                         }
                         continue;
                     }
-                    Der::NotDer => {
+                    Der::Malformed => {
                         tally.not_der += 1;
                         if expected {
                             tally.disagreements.push(format!("{label}: valid, but the strict DER decoder refused it"));

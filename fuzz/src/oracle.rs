@@ -231,7 +231,7 @@ pub fn check_allowed(d: &Deployment, req: &CheckRequest, decision: &Decision) {
                 assert!(!typ_is(&id.header, "wit+jwt"), "{who}: allowed a workload identity token without `cnf`");
             }
         }
-        None => assert!(!(s.identity.required && !chain.is_empty()), "{who}: allowed an agent call without the required identity"),
+        None => assert!(!s.identity.required || chain.is_empty(), "{who}: allowed an agent call without the required identity"),
     }
 
     // Revocations: the configuration's own list and the host's.

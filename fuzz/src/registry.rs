@@ -3,8 +3,11 @@
 
 use crate::targets;
 
+/// A fuzz target: it takes the fuzzer's bytes and panics on a broken invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the corpus directory `fuzz/corpus/<name>`) and its function.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("jws", targets::jose::jws),
     ("access_token", targets::credentials::access_token),
     ("dpop", targets::credentials::dpop),

@@ -124,7 +124,7 @@ impl wit_engine::GuestVerifier for ComponentVerifier {
     }
 
     fn visible_tools(&self, request: wit::CheckRequest, tools: Vec<String>) -> Result<Vec<bool>, wit::Decision> {
-        self.engine.visible_tools(&from_wit(request), &tools).map_err(to_wit)
+        self.engine.visible_tools(&from_wit(request), &tools).map_err(|d| to_wit(*d))
     }
 
     fn set_revocations(&self, revocations_json: String) -> Result<u32, String> {

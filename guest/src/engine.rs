@@ -195,11 +195,11 @@ impl Engine {
     /// credentials are verified as by `check` — but its proof is not spent again: a host asks
     /// this only for a `tools/list` request it has already decided allowed. A request whose
     /// credentials do not verify gets that denial instead.
-    pub fn visible_tools(&self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Decision> {
+    pub fn visible_tools(&self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Box<Decision>> {
         let mut facts = VerifiedFacts::default();
         match self.verify(request, &mut facts, &mut None, false) {
             Ok(call) => Ok(tools.iter().map(|tool| self.authorizer.tool_visible(call.principal_kind, &call.principal_id, tool, &call.context)).collect()),
-            Err(denial) => Err(Decision::denied(denial, facts)),
+            Err(denial) => Err(Box::new(Decision::denied(denial, facts))),
         }
     }
 

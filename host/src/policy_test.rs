@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Which keys the credentials are minted with.
+// One value per test run: boxing the key pairs would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Keys {
     /// Fresh keys for this run; the set's issuer JWKS and trust bundles are replaced by theirs.

@@ -284,7 +284,7 @@ pub fn forward_auth(data: &[u8]) {
     assert_eq!(header("x-agentgate-agent").as_deref(), Some(AGENT));
     let target = original_target.expect("allowed without an original target");
     let path = target.split(['?', '#']).next().unwrap_or_default();
-    let segments: Vec<String> = path.split('/').skip(1).map(|s| percent_decode_lossy(s)).collect();
+    let segments: Vec<String> = path.split('/').skip(1).map(percent_decode_lossy).collect();
     let expected: &[&str] = if dir == "mail" { &["mailboxes", "alice", "messages"] } else { &["mcp"] };
     assert_eq!(segments, expected, "allowed `{target}`, which the upstream reads as another resource");
 }

@@ -54,7 +54,6 @@ pub fn entities_context(data: &[u8]) {
         agent_verified: s.flags & 16 != 0,
         trust_domain: if s.flags & 16 != 0 { "agents.example".into() } else { String::new() },
         agent_id: if s.flags & 16 != 0 { principal.clone() } else { String::new() },
-        ..ContextFacts::default()
     };
     let call = AuthzCall {
         principal_kind: kind,

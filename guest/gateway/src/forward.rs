@@ -125,7 +125,8 @@ fn relayed_headers(response: &IncomingResponse, skip_length: bool) -> Fields {
     for (name, value) in response.headers().entries() {
         let lower = name.to_ascii_lowercase();
         let hop = matches!(lower.as_str(), "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "http2-settings");
-        if !hop && !(skip_length && lower == "content-length") {
+        let rewritten_length = skip_length && lower == "content-length";
+        if !hop && !rewritten_length {
             let _ = headers.append(&name, &value);
         }
     }
@@ -159,10 +160,8 @@ fn relay_filtered(response: IncomingResponse, visible: &dyn Fn(&[String]) -> Vec
     let read = match response.consume() {
         Ok(incoming) => {
             let read = match incoming.stream() {
-                Ok(input) => {
-                    let read = input.take(MAX_TOOLS_LIST_BYTES + 1).read_to_end(&mut bytes).is_ok();
-                    read
-                }
+                // The stream (moved into `take`) is dropped with this arm, before `finish`.
+                Ok(input) => input.take(MAX_TOOLS_LIST_BYTES + 1).read_to_end(&mut bytes).is_ok(),
                 Err(()) => false,
             };
             let _ = wasip2::http::types::IncomingBody::finish(incoming);

@@ -122,7 +122,10 @@ impl<'a> UnverifiedJws<'a> {
         self.signing_input
     }
 
-    /// Checks the signature with `key`; on success the claims become usable.
+    /// Checks the signature with `key`; on success the claims become usable. On failure the
+    /// unverified JWS comes back whole, so the caller can try the next candidate key without
+    /// parsing again (moved, not boxed: a failed verify allocates nothing).
+    #[allow(clippy::result_large_err)]
     pub fn verify(self, key: &PublicKey, verifier: &dyn SignatureVerifier) -> Result<VerifiedJws, Self> {
         if verifier.verify(key, self.signing_input.as_bytes(), &self.signature) {
             Ok(VerifiedJws { header: self.header, claims: self.claims })

@@ -350,22 +350,22 @@ impl ComponentVerifier {
 
     /// Which of `tools` the caller of an allowed `tools/list` request may see (the WIT's
     /// `visible-tools`). A trap or a denial of the credentials gives the denial.
-    pub fn visible_tools(&mut self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Decision> {
+    pub fn visible_tools(&mut self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Box<Decision>> {
         let timeout = self.runtime.options.call_timeout;
         let live = match self.live_instance() {
             Ok(live) => live,
-            Err(e) => return Err(Decision::engine_error(format!("the decision component could not be restarted: {e}"))),
+            Err(e) => return Err(Box::new(Decision::engine_error(format!("the decision component could not be restarted: {e}")))),
         };
         live.store.set_epoch_deadline(ticks(timeout));
         let wit_request = bindings::request_to_wit(request);
         let result = live.bindings.agentgate_verifier_engine().verifier().call_visible_tools(&mut live.store, live.verifier, &wit_request, tools);
         match result {
             Ok(Ok(visible)) if visible.len() == tools.len() => Ok(visible),
-            Ok(Ok(_)) => Err(Decision::engine_error("the decision component answered for another number of tools")),
-            Ok(Err(decision)) => Err(bindings::decision_from_wit(decision)),
+            Ok(Ok(_)) => Err(Box::new(Decision::engine_error("the decision component answered for another number of tools"))),
+            Ok(Err(decision)) => Err(Box::new(bindings::decision_from_wit(decision))),
             Err(e) => {
                 self.live = None;
-                Err(Decision::engine_error(format!("{:#}", explain_trap(e, timeout))))
+                Err(Box::new(Decision::engine_error(format!("{:#}", explain_trap(e, timeout)))))
             }
         }
     }

@@ -118,11 +118,11 @@ impl Deployment {
     }
 
     /// Checks an instance out of the pool (or starts one), runs `f` on it, and returns it.
-    fn with_instance<T>(&self, f: impl FnOnce(&mut ComponentVerifier) -> T) -> Result<T, Decision> {
+    fn with_instance<T>(&self, f: impl FnOnce(&mut ComponentVerifier) -> T) -> Result<T, Box<Decision>> {
         let gate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut gate = match gate {
             Some(g) => g,
-            None => self.runtime.preloaded_verifier().map_err(|e| Decision::engine_error(format!("could not start a decision instance: {e}")))?,
+            None => self.runtime.preloaded_verifier().map_err(|e| Box::new(Decision::engine_error(format!("could not start a decision instance: {e}"))))?,
         };
         let out = f(&mut gate);
         if let Ok(mut idle) = self.idle.lock()
@@ -135,7 +135,7 @@ impl Deployment {
 
     /// Which of `tools` the caller of an allowed `tools/list` `request` may see (see
     /// `agentgate_engine::Engine::visible_tools`); the proof is not spent again.
-    pub fn visible_tools(&self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Decision> {
+    pub fn visible_tools(&self, request: &CheckRequest, tools: &[String]) -> Result<Vec<bool>, Box<Decision>> {
         self.with_instance(|gate| gate.visible_tools(request, tools))?
     }
 
@@ -162,7 +162,7 @@ impl Deployment {
             }
             out
         });
-        decided.unwrap_or_else(|d| requests.iter().map(|_| (d.clone(), Duration::ZERO)).collect())
+        decided.unwrap_or_else(|d| requests.iter().map(|_| ((*d).clone(), Duration::ZERO)).collect())
     }
 
     /// Decides one call.
@@ -276,7 +276,7 @@ impl AppState {
 
     /// Loads the configuration again and swaps it in if it is usable; returns whether it was.
     /// Only a generation whose files did not change while it was read and built is swapped in
-    /// (see [`load_generation`]).
+    /// (see `load_generation`).
     pub fn reload(&self, why: &str) -> bool {
         let Ok(_guard) = self.reload_lock.lock() else { return false };
         let current = self.deployment();
