@@ -286,3 +286,88 @@ fn shutdown_under_load_answers_every_in_flight_request_and_leaves_whole_audit_li
         assert_eq!(v["decision"], "allow", "{line}");
     }
 }
+
+/// Faults present when `serve` starts: there is no last good generation to keep, so the process
+/// refuses to start (exit 2) and says which file or URL is at fault, before it listens. A node that
+/// cannot fetch its issuer's keys or open its audit log must not come up and answer calls.
+#[test]
+fn serve_refuses_to_start_on_an_unreachable_jwks_url_or_an_unopenable_audit_log() {
+    let faults: [(&str, Box<dyn Fn(String) -> String>, &str); 3] = [
+        (
+            "an unreachable JWKS URL",
+            Box::new(|toml: String| toml.replace("jwks = \"", "jwks = \"http://127.0.0.1:9/jwks.json\"\n# was: \"")),
+            "issuer `https://auth.demo.agentgate.dev`: fetching `http://127.0.0.1:9/jwks.json`: io: Connection refused",
+        ),
+        (
+            "an audit directory that does not exist",
+            Box::new(|toml: String| toml.replace("path = \"audit.jsonl\"", "path = \"no-such-dir/audit.jsonl\"")),
+            "opening the audit log `",
+        ),
+        (
+            "an audit path that is a directory",
+            Box::new(|toml: String| toml.replace("path = \"audit.jsonl\"", "path = \"policies\"")),
+            "opening the audit log `",
+        ),
+    ];
+    for (fault, edit, names) in faults {
+        let d = Deployment::standard();
+        let config = d.path("agentgate.toml");
+        let toml = edit(std::fs::read_to_string(&config).unwrap());
+        std::fs::write(&config, &toml).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let out = std::process::Command::new(support::agentgate_bin())
+            .args(["serve", "--config", config.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{fault}: {stderr}");
+        assert!(stderr.contains(names), "{fault}: expected `{names}` in: {stderr}");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "{fault}: nothing listens");
+    }
+}
+
+/// SIGTERM to the real binary (the other shutdown tests complete the same shutdown future
+/// in-process): it answers what it was asked, exits 0, and leaves only whole audit lines.
+#[test]
+fn sigterm_stops_the_real_binary_cleanly_with_whole_audit_lines() {
+    let d = Deployment::standard();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = std::process::Command::new(support::agentgate_bin())
+        .args(["serve", "--config", d.path("agentgate.toml").to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for("serve to start", Duration::from_secs(120), || agent().get(&format!("{base}/healthz")).call().is_ok());
+    let k = keys();
+    let token = token(&k, ASSISTANT);
+    for _ in 0..5 {
+        let resp = agent()
+            .get(&format!("{base}/forward-auth"))
+            .header("X-Original-Method", "GET")
+            .header("X-Original-URI", ALICE)
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Host", "mail.example.com")
+            .header("Authorization", &format!("DPoP {token}"))
+            .header("DPoP", &proof(&k, &token, URI, None))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let audit = std::fs::read_to_string(d.path("audit.jsonl")).unwrap();
+    assert!(audit.ends_with('\n'), "the last line is whole");
+    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "{audit}");
+    assert!(lines.iter().all(|l| l["outcome"] == "allowed"), "{audit}");
+}
