@@ -20,38 +20,6 @@ use support::serve::*;
 
 const ALICE: &str = "/mailboxes/alice/messages";
 
-fn metrics(r: &Running) -> String {
-    let mut resp = agent().get(&r.url("/metrics")).call().unwrap();
-    resp.body_mut().read_to_string().unwrap()
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("no `{name}` in\n{text}"))
-}
-
-fn healthz(r: &Running) -> (u16, Value) {
-    let resp = agent().get(&r.url("/healthz")).call().unwrap();
-    let status = resp.status().as_u16();
-    (status, body_json(resp))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Writes `text` to `path` the recommended way: a temporary file renamed over the old one.
-fn replace_file(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f.sync_all().unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 // ---------------------------------------------------------------------------------------------
 // A broken reload of each watched file keeps the last good generation
 
@@ -292,7 +260,9 @@ fn shutdown_under_load_answers_every_in_flight_request_and_leaves_whole_audit_li
 /// cannot fetch its issuer's keys or open its audit log must not come up and answer calls.
 #[test]
 fn serve_refuses_to_start_on_an_unreachable_jwks_url_or_an_unopenable_audit_log() {
-    let faults: [(&str, Box<dyn Fn(String) -> String>, &str); 3] = [
+    // (the fault, the edit of agentgate.toml that makes it, what the error names)
+    type Fault = (&'static str, Box<dyn Fn(String) -> String>, &'static str);
+    let faults: [Fault; 3] = [
         (
             "an unreachable JWKS URL",
             Box::new(|toml: String| toml.replace("jwks = \"", "jwks = \"http://127.0.0.1:9/jwks.json\"\n# was: \"")),
@@ -342,17 +312,7 @@ fn sigterm_stops_the_real_binary_cleanly_with_whole_audit_lines() {
     let k = keys();
     let token = token(&k, ASSISTANT);
     for _ in 0..5 {
-        let resp = agent()
-            .get(&format!("{base}/forward-auth"))
-            .header("X-Original-Method", "GET")
-            .header("X-Original-URI", ALICE)
-            .header("X-Forwarded-Proto", "https")
-            .header("X-Forwarded-Host", "mail.example.com")
-            .header("Authorization", &format!("DPoP {token}"))
-            .header("DPoP", &proof(&k, &token, URI, None))
-            .call()
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(nginx_call_at(&base, ALICE, &token, &proof(&k, &token, URI, None)).status(), 200);
     }
     let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(killed.success());

@@ -8,11 +8,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::Write as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::serve::*;
 
 #[test]
@@ -370,22 +368,6 @@ fn a_revoked_agent_is_refused_within_the_refresh_interval() {
     assert_eq!(resp.status(), 401);
     let body = body_json(resp);
     assert_eq!(body["outcome"], "revoked");
-}
-
-fn replace_file(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f.sync_all().unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

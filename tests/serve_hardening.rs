@@ -11,7 +11,6 @@ mod support;
 use serde_json::{Value, json};
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use support::serve::*;
 
@@ -26,29 +25,6 @@ fn deployment(server_extra: &str, audit: Option<&str>) -> Deployment {
         std::fs::write(&path, text).unwrap();
     }
     d
-}
-
-fn metrics(r: &Running) -> String {
-    let mut resp = agent().get(&r.url("/metrics")).call().unwrap();
-    resp.body_mut().read_to_string().unwrap()
-}
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("no `{name}` in\n{text}"))
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn replace_file(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// A raw HTTP/1.1 exchange: writes `request`, returns what the server answered before closing

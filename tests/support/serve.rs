@@ -207,10 +207,52 @@ pub fn proof(k: &Keys, token: &str, uri: &str, nonce: Option<&str>) -> String {
     mint::dpop_proof(&k.agent, "GET", uri, token, mint::now(), nonce)
 }
 
+/// The server's `/metrics` text.
+pub fn metrics(r: &Running) -> String {
+    let mut resp = agent().get(&r.url("/metrics")).call().unwrap();
+    resp.body_mut().read_to_string().unwrap()
+}
+
+/// The value of the metric line that starts with `name` (labels included).
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or_else(|| panic!("no `{name}` in\n{text}"))
+}
+
+/// `/healthz`: its status and body.
+pub fn healthz(r: &Running) -> (u16, Value) {
+    let resp = agent().get(&r.url("/healthz")).call().unwrap();
+    let status = resp.status().as_u16();
+    (status, body_json(resp))
+}
+
+/// Polls `f` every 50 ms until it holds; fails the test after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes `text` to `path` the recommended way: a temporary file, synced, renamed over the old one.
+pub fn replace_file(path: &std::path::Path, text: &str) {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f.sync_all().unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// An nginx-style forward-auth call.
 pub fn nginx_call(r: &Running, path: &str, token: &str, proof: &str) -> ureq::http::Response<ureq::Body> {
+    nginx_call_at(&r.url(""), path, token, proof)
+}
+
+/// An nginx-style forward-auth call to the server at `base` (`http://host:port`).
+pub fn nginx_call_at(base: &str, path: &str, token: &str, proof: &str) -> ureq::http::Response<ureq::Body> {
     agent()
-        .get(&r.url("/forward-auth"))
+        .get(&format!("{base}/forward-auth"))
         .header("X-Original-Method", "GET")
         .header("X-Original-URI", path)
         .header("X-Forwarded-Proto", "https")
