@@ -56,6 +56,7 @@ fn main() {
         println!("cargo:rerun-if-changed={path}");
     }
     println!("cargo:rerun-if-env-changed=AGENTGATE_GUEST_PROFILE");
+    println!("cargo:rerun-if-env-changed=AGENTGATE_GUEST_CARGO");
     let profile = env::var("AGENTGATE_GUEST_PROFILE").unwrap_or_else(|_| DEFAULT_PROFILE.to_owned());
     let target_dir = guest_target_dir(&out_dir);
 
@@ -95,7 +96,10 @@ fn guest_target_dir(out_dir: &Path) -> PathBuf {
 }
 
 fn build_variant(root: &Path, target_dir: &Path, profile: &str, variant: &Variant) -> PathBuf {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // `$AGENTGATE_GUEST_CARGO` overrides the cargo of the component builds: a nightly build of
+    // the host (the fuzzer) whose toolchain has no wasm32-wasip2 sends them to stable this way
+    // (cargo hands build scripts its own path as `$CARGO`, so that cannot be overridden).
+    let cargo = env::var("AGENTGATE_GUEST_CARGO").or_else(|_| env::var("CARGO")).unwrap_or_else(|_| "cargo".to_owned());
     let target_dir = match variant.rustflags {
         Some((_, suffix)) => {
             let mut dir = target_dir.as_os_str().to_owned();
