@@ -649,6 +649,11 @@ impl LoadedConfig {
         let known = self.engine.schema.name == name || self.engine.policies.iter().any(|p| p.name == name);
         known.then(|| self.path.parent().unwrap_or(Path::new("")).join(name))
     }
+
+    /// `name` as a user can open it: `source_path` shown, or `name` itself for any other name.
+    pub fn source_shown(&self, name: &str) -> String {
+        self.source_path(name).map_or_else(|| name.to_owned(), |p| p.display().to_string())
+    }
 }
 
 /// Reads `path` and every file it names; JWKS URLs are fetched with the default HTTPS client.

@@ -78,9 +78,7 @@ pub fn validate(path: &Path) -> Report {
     // The engine names sources relative to the config's directory; a problem points at the file
     // as the user can open it.
     for problem in &mut problems {
-        if let Some(on_disk) = loaded.source_path(&problem.file) {
-            problem.file = on_disk.display().to_string();
-        }
+        problem.file = loaded.source_shown(&problem.file);
     }
     Report { config: Some(loaded), problems, warnings }
 }
@@ -88,7 +86,7 @@ pub fn validate(path: &Path) -> Report {
 /// The text of a source file named in `config` (by its path on disk, as `validate` reports it),
 /// for snippets.
 pub fn source_text<'a>(config: &'a LoadedConfig, file: &str) -> Option<&'a str> {
-    let on_disk = |name: &str| config.source_path(name).is_some_and(|p| p.display().to_string() == file);
+    let on_disk = |name: &str| config.source_shown(name) == file;
     if on_disk(&config.engine.schema.name) {
         return Some(&config.engine.schema.text);
     }

@@ -1,7 +1,7 @@
 //! `agentgate explain`: a decision and why.
 
 use super::{EXIT_ALLOW, EXIT_DENY, EXIT_USAGE};
-use agentgate::config::{self, LoadedConfig};
+use agentgate::config;
 use agentgate::state::LocalState;
 use agentgate::wire::{DecisionJson, RequestJson};
 use agentgate_engine::{Engine, Trace};
@@ -62,7 +62,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<u8> {
         .policies
         .iter()
         .map(|id| match engine.authorizer().policy_source(id) {
-            Some(src) => json!({"id": id, "file": on_disk(&loaded, &src.file), "line": src.line, "text": src.text}),
+            Some(src) => json!({"id": id, "file": loaded.source_shown(&src.file), "line": src.line, "text": src.text}),
             None => json!({"id": id}),
         })
         .collect();
@@ -104,7 +104,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<u8> {
                 for id in &decision.policies {
                     match engine.authorizer().policy_source(id) {
                         Some(src) => {
-                            println!("  {id}  ({}:{})", on_disk(&loaded, &src.file), src.line);
+                            println!("  {id}  ({}:{})", loaded.source_shown(&src.file), src.line);
                             for line in src.text.lines() {
                                 println!("    {line}");
                             }
@@ -122,9 +122,4 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(if decision.allowed { EXIT_ALLOW } else { EXIT_DENY })
-}
-
-/// A policy's file as the user can open it (the engine names it relative to the config).
-fn on_disk(loaded: &LoadedConfig, name: &str) -> String {
-    loaded.source_path(name).map_or_else(|| name.to_owned(), |p| p.display().to_string())
 }
