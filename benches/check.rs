@@ -1,6 +1,5 @@
 //! End to end: a bound agent call (access token + DPoP proof + Cedar) natively, in the component
-//! with in-guest crypto (wasmtime's wide-arithmetic build, and the portable build other hosts get)
-//! and in the component with host crypto — in one run, next to the reference line, one native
+//! with in-guest crypto (the build every host gets) and in the component with host crypto — in one run, next to the reference line, one native
 //! aws-lc ES256 verify. Repeated token (same bytes, fresh proof) and first-seen
 //! token (fresh token and proof).
 //!
@@ -33,7 +32,6 @@ fn deciders(f: &Fixture) -> Vec<(&'static str, Box<dyn Decide>)> {
     vec![
         ("native", Box::new(native)),
         ("component_guest_crypto", Box::new(f.component(CryptoPlacement::Guest))),
-        ("component_guest_crypto_portable", Box::new(f.component_portable())),
         ("component_host_crypto", Box::new(f.component(CryptoPlacement::Host))),
     ]
 }

@@ -1,8 +1,7 @@
 //! Builds the decision components: the `agentgate-engine` crate for `wasm32-wasip2`, for the
-//! portable `gate` world, again for `gate` with the wasm wide-arithmetic proposal (wasmtime's own
-//! build, see `WIDE_ARITHMETIC`), for `gate-accelerated` (ES256 imported from the host), and the
-//! wasi:http gateway. The host embeds them all. The nested cargo uses its own target directories:
-//! sharing the outer one would deadlock on cargo's build lock.
+//! portable `gate` world, for `gate-accelerated` (ES256 imported from the host), and the wasi:http
+//! gateway (alone and with agentgate's `state` import). The host embeds them all. The nested cargo
+//! uses its own target directory: sharing the outer one would deadlock on cargo's build lock.
 
 // PANIC SAFETY: a build script reports failure by panicking; every panic here says what to do.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
@@ -20,30 +19,30 @@ struct Variant {
     file: &'static str,
     /// The package that builds it.
     package: &'static str,
-    /// Extra rustflags for every crate of the build, and the target directory suffix that keeps
-    /// their artifacts apart from the portable ones (a flag change would otherwise rebuild both).
-    rustflags: Option<(&'static str, &'static str)>,
     /// Cargo features of `package`. The build shares the target directory (and so every
     /// dependency) with the plain build: the two cdylibs share a file name, which is fine
     /// because each is copied out right after its own build.
     features: Option<&'static str>,
 }
 
-/// `i64.mul_wide_u` for the 64×64→128-bit limb products of P-256 field arithmetic, which plain
-/// wasm has to emulate with four multiplies. A DPoP-bound call (two ES256 verifications) with
-/// in-guest crypto takes ~2.4× less time with it (benches/profile_call.rs). Wasmtime
-/// implements the proposal; V8 (Node, Workers) does not yet, so other hosts get the portable build.
-const WIDE_ARITHMETIC: (&str, &str) = (r#"target.wasm32-wasip2.rustflags=["-C","target-feature=+wide-arithmetic"]"#, "-wide");
+// No wide-arithmetic build. The wasm wide-arithmetic proposal (`i64.mul_wide_u` for P-256's
+// 128-bit limb products) made in-guest ES256 ~2.4× faster under wasmtime, but LLVM 22 (Rust 1.95)
+// miscompiles the overflow check of a signed 64-bit multiply under it
+// (llvm/llvm-project#199910): it compares an operand, not the high half, with the product's
+// sign, so every `i64::checked_mul` with a non-zero right operand and a positive product
+// reported an overflow. Cedar's `*` is one: a `forbid` whose condition multiplied erred instead
+// of applying, and the call was allowed. The feature cannot be kept to the P-256 crates: with
+// LTO, LLVM's wasm backend gives every function of the module the union of their features.
+// tests/policy_index.rs `a_forbid_that_multiplies_applies_on_every_host` guards a return.
 
 // One cargo invocation each: building both packages together would unify the engine's features
 // and give the portable component the accelerated world.
-const VARIANTS: [Variant; 5] = [
-    Variant { file: "agentgate_gate.wasm", package: "agentgate-engine", rustflags: None, features: None },
-    Variant { file: "agentgate_gate_wide.wasm", package: "agentgate-engine", rustflags: Some(WIDE_ARITHMETIC), features: None },
-    Variant { file: "agentgate_gate_accelerated.wasm", package: "agentgate-engine-accelerated", rustflags: None, features: None },
-    Variant { file: "agentgate_gateway.wasm", package: "agentgate-gateway", rustflags: None, features: None },
+const VARIANTS: [Variant; 4] = [
+    Variant { file: "agentgate_gate.wasm", package: "agentgate-engine", features: None },
+    Variant { file: "agentgate_gate_accelerated.wasm", package: "agentgate-engine-accelerated", features: None },
+    Variant { file: "agentgate_gateway.wasm", package: "agentgate-gateway", features: None },
     // The gateway that imports agentgate's `state` (world `http-gateway-shared`).
-    Variant { file: "agentgate_gateway_shared.wasm", package: "agentgate-gateway", rustflags: None, features: Some("shared-state") },
+    Variant { file: "agentgate_gateway_shared.wasm", package: "agentgate-gateway", features: Some("shared-state") },
 ];
 
 fn main() {
@@ -60,23 +59,12 @@ fn main() {
     let profile = env::var("AGENTGATE_GUEST_PROFILE").unwrap_or_else(|_| DEFAULT_PROFILE.to_owned());
     let target_dir = guest_target_dir(&out_dir);
 
-    // The variants with their own target directory build beside the ones sharing the default
-    // directory: the final LTO step of each is single-threaded, so on a small machine this overlaps
-    // whole minutes of the build. Variants sharing a directory stay in sequence (cargo's lock).
-    let (apart, shared): (Vec<&Variant>, Vec<&Variant>) = VARIANTS.iter().partition(|v| v.rustflags.is_some());
-    let build = |variants: Vec<&Variant>| {
-        for variant in variants {
-            let wasm = build_variant(&root, &target_dir, &profile, variant);
-            publish(&out_dir, variant, &wasm);
-        }
-    };
-    std::thread::scope(|scope| {
-        let beside = scope.spawn(|| build(apart));
-        build(shared);
-        if let Err(panic) = beside.join() {
-            std::panic::resume_unwind(panic);
-        }
-    });
+    // In sequence (cargo's lock on the shared target directory); the later builds reuse the
+    // first one's dependencies.
+    for variant in &VARIANTS {
+        let wasm = build_variant(&root, &target_dir, &profile, variant);
+        publish(&out_dir, variant, &wasm);
+    }
 }
 
 /// Copies a built component into OUT_DIR with its digest.
@@ -100,22 +88,11 @@ fn build_variant(root: &Path, target_dir: &Path, profile: &str, variant: &Varian
     // the host (the fuzzer) whose toolchain has no wasm32-wasip2 sends them to stable this way
     // (cargo hands build scripts its own path as `$CARGO`, so that cannot be overridden).
     let cargo = env::var("AGENTGATE_GUEST_CARGO").or_else(|_| env::var("CARGO")).unwrap_or_else(|_| "cargo".to_owned());
-    let target_dir = match variant.rustflags {
-        Some((_, suffix)) => {
-            let mut dir = target_dir.as_os_str().to_owned();
-            dir.push(suffix);
-            PathBuf::from(dir)
-        }
-        None => target_dir.to_path_buf(),
-    };
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
         .args(["rustc", "--package", variant.package, "--lib", "--crate-type", "cdylib", "--target", "wasm32-wasip2", "--profile", profile])
         .arg("--target-dir")
-        .arg(&target_dir);
-    if let Some((config, _)) = variant.rustflags {
-        cmd.args(["--config", config]);
-    }
+        .arg(target_dir);
     if let Some(features) = variant.features {
         cmd.args(["--features", features]);
     }

@@ -91,12 +91,6 @@ impl Fixture {
         self.component_with(RuntimeOptions { crypto, ..RuntimeOptions::default() })
     }
 
-    /// The in-guest crypto component as other hosts get it: the portable build, without the
-    /// wide-arithmetic proposal that wasmtime's own build uses.
-    pub fn component_portable(&self) -> ComponentVerifier {
-        self.component_with(RuntimeOptions { crypto: CryptoPlacement::Guest, wide_arithmetic: false, ..RuntimeOptions::default() })
-    }
-
     /// A component verifier deciding through `state` (a deployment's state, e.g. on Redis),
     /// warmed up likewise: the proofs of the warm-up calls go to `state` too.
     pub fn component_on(&self, crypto: CryptoPlacement, state: Arc<dyn agentgate::SharedState>) -> ComponentVerifier {

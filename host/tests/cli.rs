@@ -374,7 +374,7 @@ fn a_bundled_component_decides_without_files() {
 }
 
 #[test]
-fn component_writes_each_build_and_refuses_wide_arithmetic_for_the_accelerated_world() {
+fn component_writes_each_build_and_says_the_wide_arithmetic_build_is_withdrawn() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, flags: &[&str]| {
         let out = dir.path().join(name);
@@ -384,19 +384,17 @@ fn component_writes_each_build_and_refuses_wide_arithmetic_for_the_accelerated_w
         std::fs::read(out).unwrap()
     };
     let portable = write("gate.wasm", &[]);
-    let wide = write("gate-wide.wasm", &["--wide-arithmetic"]);
     let accelerated = write("gate-accelerated.wasm", &["--crypto", "host"]);
     // A component, not a core module: the preamble's layer field is 1.
-    for bytes in [&portable, &wide, &accelerated] {
+    for bytes in [&portable, &accelerated] {
         assert_eq!(bytes[..4], *b"\0asm");
         assert_eq!(bytes[6..8], [1, 0]);
     }
-    assert_ne!(portable, wide);
     assert_ne!(portable, accelerated);
 
-    let out = agentgate(&["component", "--out", dir.path().join("x.wasm").to_str().unwrap(), "--crypto", "host", "--wide-arithmetic"]);
+    let out = agentgate(&["component", "--out", dir.path().join("x.wasm").to_str().unwrap(), "--wide-arithmetic"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("`--wide-arithmetic` is for `--crypto guest`"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("the wide-arithmetic build is withdrawn"), "{}", text(&out.stderr));
     assert!(!dir.path().join("x.wasm").exists());
 }
 

@@ -211,15 +211,14 @@ pub fn runtime(crypto: agentgate::config::CryptoPlacement) -> Runtime {
 pub enum Host {
     /// The engine compiled natively.
     Native,
-    /// The `gate` component under wasmtime as `agentgate` runs it: the wide-arithmetic build.
+    /// The `gate` component (in-guest crypto) under wasmtime: what `agentgate` runs by default,
+    /// and what Node and bundles get.
     Component,
-    /// The portable `gate` build (what Node and bundles get) under wasmtime.
-    ComponentPortable,
     /// The accelerated component under wasmtime (ES256 through the host import).
     ComponentHostCrypto,
 }
 
-pub const HOSTS: [Host; 4] = [Host::Native, Host::Component, Host::ComponentPortable, Host::ComponentHostCrypto];
+pub const HOSTS: [Host; 3] = [Host::Native, Host::Component, Host::ComponentHostCrypto];
 
 /// A fresh decider for `config` on `host`, with its own replay store.
 pub fn decider(host: Host, config: &LoadedConfig) -> Box<dyn Decide> {
@@ -230,17 +229,12 @@ pub fn decider(host: Host, config: &LoadedConfig) -> Box<dyn Decide> {
 pub fn decider_with(host: Host, config: &LoadedConfig, state: Option<&HostStateSpec>) -> Box<dyn Decide> {
     match host {
         Host::Native => Box::new(Engine::new(&config.engine, Box::new(VectorState::new(state))).unwrap()),
-        Host::Component | Host::ComponentPortable | Host::ComponentHostCrypto => {
+        Host::Component | Host::ComponentHostCrypto => {
             let crypto = if host == Host::ComponentHostCrypto { agentgate::config::CryptoPlacement::Host } else { agentgate::config::CryptoPlacement::Guest };
             // A runtime per decider keeps replay stores apart between vectors. The vectors test
             // decisions, not latency: a generous budget keeps a loaded CI machine (a cold
             // instance building key tables while other tests run) from reading as a trap.
-            let options = RuntimeOptions {
-                crypto,
-                wide_arithmetic: host != Host::ComponentPortable,
-                call_timeout: std::time::Duration::from_secs(2),
-                ..RuntimeOptions::default()
-            };
+            let options = RuntimeOptions { crypto, call_timeout: std::time::Duration::from_secs(2), ..RuntimeOptions::default() };
             let rt = Runtime::new(options, Arc::new(VectorState::new(state))).unwrap();
             Box::new(rt.verifier(&config.engine).unwrap_or_else(|e| panic!("{}: {e}", config.path.display())))
         }

@@ -14,7 +14,7 @@
 //!   `$nonce`), identity header, identity claims, and the request JSON (`$token`, `$proof`,
 //!   `$identity`), NUL-separated.
 //! - `differential`: the `engine` input decided natively and in the component (`agentgate::
-//!   Runtime`, the wide-arithmetic guest build or the host-crypto build): identical decisions.
+//!   Runtime`, the guest-crypto build or the host-crypto build): identical decisions.
 
 use crate::harness::{
     AGENT, CONFIGS, Deployment, FuzzState, ISSUER, MAIL_URI, NOW, Sections, Signer, deployment, deployment_for_action, keys, replace, sign_raw,

@@ -1,7 +1,7 @@
 //! `agentgate component`: write the decision component, for other hosts (Node via jco, edge
 //! workers, any component runtime).
 
-use agentgate::component::{ACCELERATED_COMPONENT, PORTABLE_COMPONENT, WIDE_ARITHMETIC_COMPONENT};
+use agentgate::component::{ACCELERATED_COMPONENT, PORTABLE_COMPONENT};
 use agentgate::config::CryptoPlacement;
 use anyhow::Context as _;
 use clap::Args;
@@ -11,8 +11,6 @@ use std::path::PathBuf;
 ///
 /// `--crypto guest` (default) writes the portable `gate` world; `--crypto host` the
 /// `gate-accelerated` world, which imports `agentgate:verifier/crypto` from its host.
-/// `--wide-arithmetic` writes the `gate` build that `agentgate` itself runs: it needs a host with
-/// the wasm wide-arithmetic proposal enabled (wasmtime: `Config::wasm_wide_arithmetic(true)`).
 #[derive(Debug, Args)]
 pub struct ComponentArgs {
     /// Output file.
@@ -21,8 +19,8 @@ pub struct ComponentArgs {
     /// `guest` or `host`: where ES256 verification runs.
     #[arg(long, value_parser = parse_crypto, default_value = "guest")]
     crypto: CryptoPlacement,
-    /// With `--crypto guest`: the build using the wide-arithmetic proposal (wasmtime only).
-    #[arg(long)]
+    /// Withdrawn: the wide-arithmetic build (see `run`).
+    #[arg(long, hide = true)]
     wide_arithmetic: bool,
 }
 
@@ -35,11 +33,15 @@ fn parse_crypto(s: &str) -> Result<CryptoPlacement, String> {
 }
 
 pub fn run(args: ComponentArgs) -> anyhow::Result<u8> {
-    let bytes = match (args.crypto, args.wide_arithmetic) {
-        (CryptoPlacement::Guest, false) => PORTABLE_COMPONENT,
-        (CryptoPlacement::Guest, true) => WIDE_ARITHMETIC_COMPONENT,
-        (CryptoPlacement::Host, false) => ACCELERATED_COMPONENT,
-        (CryptoPlacement::Host, true) => anyhow::bail!("`--wide-arithmetic` is for `--crypto guest`: the accelerated world does no field arithmetic"),
+    if args.wide_arithmetic {
+        // Said plainly to anyone whose scripts still ask for it.
+        anyhow::bail!(
+            "the wide-arithmetic build is withdrawn: the compiler (LLVM 22) miscompiles signed 64-bit overflow checks under that proposal, which made Cedar's `*` err; use the portable build (no flag)"
+        );
+    }
+    let bytes = match args.crypto {
+        CryptoPlacement::Guest => PORTABLE_COMPONENT,
+        CryptoPlacement::Host => ACCELERATED_COMPONENT,
     };
     std::fs::write(&args.out, bytes).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!("wrote {} ({} bytes)", args.out.display(), bytes.len());

@@ -21,16 +21,10 @@ use wasmtime_wasi::WasiCtx;
 /// The portable component (`gate` world): ES256 runs inside it. Other hosts (Node, bundles) get
 /// this one.
 pub const PORTABLE_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gate.wasm"));
-/// The same `gate` component built with the wasm wide-arithmetic proposal (`i64.mul_wide_u` for
-/// P-256's 128-bit limb products), which wasmtime implements: what the wasmtime host runs for
-/// in-guest crypto. Same source, same decisions (the vectors run on both).
-pub const WIDE_ARITHMETIC_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gate_wide.wasm"));
 /// The `gate-accelerated` component: ES256 is imported from the host.
 pub const ACCELERATED_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/agentgate_gate_accelerated.wasm"));
 /// SHA-256 (hex) of `PORTABLE_COMPONENT`, computed at build time.
 const PORTABLE_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/agentgate_gate.wasm.sha256"));
-/// SHA-256 (hex) of `WIDE_ARITHMETIC_COMPONENT`, computed at build time.
-const WIDE_ARITHMETIC_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/agentgate_gate_wide.wasm.sha256"));
 /// SHA-256 (hex) of `ACCELERATED_COMPONENT`, computed at build time.
 const ACCELERATED_DIGEST: &str = include_str!(concat!(env!("OUT_DIR"), "/agentgate_gate_accelerated.wasm.sha256"));
 
@@ -44,9 +38,6 @@ pub struct RuntimeOptions {
     pub crypto: CryptoPlacement,
     /// Run this component file instead of the embedded one (e.g. a bundle).
     pub component_file: Option<PathBuf>,
-    /// With in-guest crypto, run the wide-arithmetic build (`WIDE_ARITHMETIC_COMPONENT`, the
-    /// default) rather than the portable one other hosts get. Bundles are always portable.
-    pub wide_arithmetic: bool,
     /// Budget of one `check`.
     pub call_timeout: Duration,
     /// Budget of building a verifier.
@@ -65,7 +56,6 @@ impl RuntimeOptions {
         RuntimeOptions {
             crypto: section.crypto,
             component_file: None,
-            wide_arithmetic: true,
             call_timeout: Duration::from_millis(section.call_timeout_ms.max(1)),
             create_timeout: Duration::from_millis(section.create_timeout_ms.max(1)),
             memory_limit_bytes: usize::try_from(section.memory_limit_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
@@ -168,9 +158,8 @@ impl Runtime {
     /// `verifier.preloaded()` hands out its verifier in any host, with no files beside it.
     pub fn bundle(options: &RuntimeOptions, config: &EngineConfig) -> anyhow::Result<Vec<u8>> {
         let (engine, _ticker) = new_engine(options)?;
-        // A bundle is for any host, so it is built from the portable component.
-        let portable = RuntimeOptions { wide_arithmetic: false, ..options.clone() };
-        let (bytes, _) = component_bytes(&portable)?;
+        // A bundle is for any host: built from a component without wasmtime-only features.
+        let (bytes, _) = component_bytes(options)?;
         let state: Arc<dyn SharedState> = Arc::new(crate::state::LocalState::default());
         preinit::preinitialize(&engine, &bytes, config, host_state(options, state), ticks(options.create_timeout.saturating_mul(4)))
     }
@@ -218,8 +207,6 @@ fn new_engine(options: &RuntimeOptions) -> anyhow::Result<(Engine, EpochTicker)>
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
-    // Only the wide-arithmetic build uses it; enabling it changes nothing for the others.
-    config.wasm_wide_arithmetic(true);
     if let Some(instances) = options.pooling {
         // A wasm32-wasip2 component instantiates a few core modules (the program plus adapter
         // shims), each with a table and at most one memory.
@@ -262,7 +249,6 @@ fn component_bytes(options: &RuntimeOptions) -> anyhow::Result<(std::borrow::Cow
             let digest = cache::hex_digest(&bytes);
             (bytes.into(), digest)
         }
-        (None, CryptoPlacement::Guest) if options.wide_arithmetic => (WIDE_ARITHMETIC_COMPONENT.into(), WIDE_ARITHMETIC_DIGEST.trim().to_owned()),
         (None, CryptoPlacement::Guest) => (PORTABLE_COMPONENT.into(), PORTABLE_DIGEST.trim().to_owned()),
         (None, CryptoPlacement::Host) => (ACCELERATED_COMPONENT.into(), ACCELERATED_DIGEST.trim().to_owned()),
     })
