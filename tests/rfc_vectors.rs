@@ -28,7 +28,13 @@ fn jwk(text: &str) -> EcPublicJwk {
 }
 
 fn settings() -> Settings {
-    Settings { audiences: vec!["https://resource.example.org".into()], limits: Default::default(), dpop: DpopSettings::default(), identity: Default::default() }
+    Settings {
+        audiences: vec!["https://resource.example.org".into()],
+        limits: Default::default(),
+        dpop: DpopSettings::default(),
+        identity: Default::default(),
+        policy_index: true,
+    }
 }
 
 #[test]

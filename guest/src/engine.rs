@@ -90,6 +90,7 @@ impl Engine {
         }
         let nonces = settings.dpop.nonce.as_ref().map(NonceIssuer::new).transpose()?;
         let authorizer = Authorizer::new(&config.policies, &config.schema)?;
+        let authorizer = if settings.policy_index { authorizer } else { authorizer.without_index() };
         let revocations = RevocationList::parse(&config.revocations_json)?;
         let tokens = Mutex::new(TokenCache::new(settings.limits.token_cache_entries));
         Ok(Engine {

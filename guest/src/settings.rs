@@ -17,6 +17,15 @@ pub struct Settings {
     /// Agent workload identity requirements.
     #[serde(default)]
     pub identity: IdentitySettings,
+    /// Evaluate only the policies whose scope can match a call (`authorizer/index.rs`). Off, every
+    /// call evaluates every policy: the same answers, slower with many policies. A switch for
+    /// ruling the index out, and the reference of the differential tests.
+    #[serde(default = "default_policy_index")]
+    pub policy_index: bool,
+}
+
+fn default_policy_index() -> bool {
+    true
 }
 
 /// Time and size limits.

@@ -29,6 +29,10 @@ pub struct ConfigFile {
     pub audiences: Vec<String>,
     /// Directory with `*.cedar` files and `schema.cedarschema`.
     pub policies: PathBuf,
+    /// Evaluate only the policies whose scope can match a call (default); `false` evaluates every
+    /// policy on every call (the same answers, for ruling the index out).
+    #[serde(default = "default_policy_index")]
+    pub policy_index: bool,
     /// Revocation list (JSON), reloaded when it changes.
     #[serde(default)]
     pub revocations: Option<PathBuf>,
@@ -69,6 +73,10 @@ pub struct ConfigFile {
     /// server from the resource (MCP clients).
     #[serde(default)]
     pub protected_resource: Option<ProtectedResourceSection>,
+}
+
+fn default_policy_index() -> bool {
+    true
 }
 
 /// `[state]`: the store behind replay protection and revocation (host/src/state/).
@@ -767,6 +775,7 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
         limits: file.limits.clone(),
         dpop: DpopSettings { mode: file.dpop.mode, max_age_secs: file.dpop.max_age_secs, max_future_secs: file.dpop.max_future_secs, nonce },
         identity: file.identity.clone(),
+        policy_index: file.policy_index,
     };
     settings.validate().map_err(|e| ConfigError::at(path, e))?;
     // Watched for reloads: a file added to or removed from the policy directory changes its mtime.

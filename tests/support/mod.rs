@@ -3,6 +3,7 @@
 // PANIC SAFETY: test support; a failed expectation is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, dead_code)]
 
+pub mod policy_gen;
 pub mod redis;
 pub mod serve;
 

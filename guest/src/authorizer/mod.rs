@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod diagnostics;
+pub mod index;
 pub mod policies;
 pub mod schema_types;
 
@@ -14,6 +15,7 @@ use cedar_policy::{
 };
 use context::{AGENT_TYPE, ContextFacts, ContextPlan, USER_TYPE};
 use diagnostics::{Problem, describe};
+use index::{PolicyIndex, ScopeRequest, Selection};
 use policies::{LoadedPolicies, PolicySource};
 use schema_types::SchemaJson;
 use sha2::{Digest, Sha256};
@@ -36,8 +38,12 @@ pub struct SourceText {
 pub struct Authorizer {
     schema: Schema,
     policies: LoadedPolicies,
+    /// The policies by scope: a call evaluates only those that can apply (`index.rs`).
+    index: PolicyIndex,
+    /// Whether calls use the index (`Settings::policy_index`).
+    lookup: Lookup,
     plans: HashMap<String, ContextPlan>,
-    action_entities: Entities,
+    action_entities: Arc<Entities>,
     cedar: CedarAuthorizer,
     /// Entity type names of the schema, parsed once: Cedar's parser is slow next to a lookup.
     type_names: TypeNames,
@@ -127,6 +133,15 @@ pub struct PolicyAnswer {
     pub required_scope: Option<String>,
 }
 
+/// Which policies a call evaluates.
+#[derive(Debug, Clone, Copy)]
+enum Lookup {
+    /// Those the index finds can apply.
+    Index,
+    /// Every one (the reference).
+    Whole,
+}
+
 /// The parts of a built request kept for reasons and `explain`.
 struct RequestParts {
     principal: EntityUid,
@@ -136,9 +151,20 @@ struct RequestParts {
 }
 
 impl RequestParts {
-    fn describe(&self, call: &AuthzCall<'_>, authorizer: &Authorizer) -> BuiltRequest {
+    fn scope<'a>(&'a self, entities: &'a Entities) -> ScopeRequest<'a> {
+        ScopeRequest { principal: &self.principal, action: &self.action, resource: &self.resource, entities }
+    }
+
+    fn describe(&self, call: &AuthzCall<'_>, authorizer: &Authorizer, entities: &Entities) -> BuiltRequest {
         let context = authorizer.plans.get(call.action).map(|plan| plan.build_json(call.facts, self.input.as_ref())).unwrap_or_default();
-        BuiltRequest { principal: self.principal.to_string(), action: self.action.to_string(), resource: self.resource.to_string(), context }
+        BuiltRequest {
+            principal: self.principal.to_string(),
+            action: self.action.to_string(),
+            resource: self.resource.to_string(),
+            context,
+            policies_selected: authorizer.index.select(&self.scope(entities), false).1,
+            policies_total: authorizer.index.len(),
+        }
     }
 }
 
@@ -153,6 +179,10 @@ pub struct BuiltRequest {
     pub resource: String,
     /// The context JSON.
     pub context: serde_json::Value,
+    /// How many policies the index found can apply: the ones Cedar evaluates.
+    pub policies_selected: usize,
+    /// How many the set holds.
+    pub policies_total: usize,
 }
 
 impl Authorizer {
@@ -208,7 +238,7 @@ impl Authorizer {
                 })
                 .collect());
         }
-        let action_entities = schema.action_entities().map_err(|e| general(e.to_string()))?;
+        let action_entities = Arc::new(schema.action_entities().map_err(|e| general(e.to_string()))?);
         let mut applies_to = HashMap::new();
         let action_type = EntityTypeName::from_str("Action").map_err(|e| general(e.to_string()))?;
         for action in plans.keys() {
@@ -220,8 +250,11 @@ impl Authorizer {
         let has_enums = schema_json.has_enum_entities();
         let mut names: HashMap<String, EntityTypeName> = schema.entity_types().map(|t| (t.to_string(), t.clone())).collect();
         names.insert("Action".into(), action_type);
+        let index = PolicyIndex::new(&policies.set);
         Ok(Authorizer {
             schema,
+            index,
+            lookup: Lookup::Index,
             policies,
             plans,
             action_entities,
@@ -261,7 +294,8 @@ impl Authorizer {
     /// The Cedar request for a call as `explain` shows it.
     pub fn describe(&self, call: &AuthzCall<'_>) -> Result<BuiltRequest, Denial> {
         let (_, parts) = self.build(call)?;
-        Ok(parts.describe(call, self))
+        let entities = self.call_entities(call)?;
+        Ok(parts.describe(call, self, &entities))
     }
 
     /// Builds the Cedar request for a call (without evaluating it).
@@ -309,7 +343,23 @@ impl Authorizer {
     /// again with each scope a permit asks for (`@scope`, sorted): if one turns it into an allow,
     /// the answer names it (`required_scope`).
     pub fn authorize(&self, call: &AuthzCall<'_>) -> Result<PolicyAnswer, Denial> {
-        let mut answer = self.evaluate(call)?;
+        self.authorize_by(call, self.lookup)
+    }
+
+    /// The same authorizer, evaluating every policy on every call (`policy_index = false`).
+    pub fn without_index(mut self) -> Self {
+        self.lookup = Lookup::Whole;
+        self
+    }
+
+    /// `authorize` with plain Cedar over every policy, without the index: the answer the index
+    /// must equal, field for field (the differential tests and fuzz target compare the two).
+    pub fn authorize_without_index(&self, call: &AuthzCall<'_>) -> Result<PolicyAnswer, Denial> {
+        self.authorize_by(call, Lookup::Whole)
+    }
+
+    fn authorize_by(&self, call: &AuthzCall<'_>, lookup: Lookup) -> Result<PolicyAnswer, Denial> {
+        let mut answer = self.evaluate(call, lookup, false)?;
         if !answer.allowed && answer.policies.is_empty() {
             for scope in self.step_up_scopes() {
                 if call.facts.scopes.iter().any(|s| s == scope) {
@@ -317,7 +367,7 @@ impl Authorizer {
                 }
                 let mut facts = call.facts.clone();
                 facts.scopes.push(scope.to_owned());
-                let wider = self.evaluate(&AuthzCall { facts: &facts, ..*call })?;
+                let wider = self.evaluate(&AuthzCall { facts: &facts, ..*call }, lookup, false)?;
                 if wider.allowed {
                     let permits = wider.policies.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
                     answer.reason = format!("the token lacks the scope {} that {permits} asks for", quote(scope));
@@ -337,23 +387,35 @@ impl Authorizer {
         scopes.into_iter()
     }
 
-    fn evaluate(&self, call: &AuthzCall<'_>) -> Result<PolicyAnswer, Denial> {
-        self.evaluate_with(call, &self.policies.set)
+    /// The entity store of a call: the schema's actions, or the caller's document (parsed with
+    /// them).
+    fn call_entities(&self, call: &AuthzCall<'_>) -> Result<Arc<Entities>, Denial> {
+        match call.entities {
+            None => Ok(Arc::clone(&self.action_entities)),
+            Some(text) => self.parse_entities(text),
+        }
     }
 
-    fn evaluate_with(&self, call: &AuthzCall<'_>, set: &PolicySet) -> Result<PolicyAnswer, Denial> {
+    /// Evaluates the policies (the permits alone, with `permits_only`) for a call.
+    fn evaluate(&self, call: &AuthzCall<'_>, lookup: Lookup, permits_only: bool) -> Result<PolicyAnswer, Denial> {
         let (request, parts) = self.build(call)?;
-        let parsed_entities;
-        let entities = match call.entities {
-            None => &self.action_entities,
-            Some(text) => {
-                parsed_entities = self.parse_entities(text)?;
-                parsed_entities.as_ref()
-            }
+        let entities = self.call_entities(call)?;
+        let whole = if permits_only { &self.policies.permits } else { &self.policies.set };
+        let selection = match lookup {
+            Lookup::Whole => Selection::All,
+            Lookup::Index => self.index.select(&parts.scope(&entities), permits_only).0,
         };
-        let response = self.cedar.is_authorized(&request, set, entities);
-        let policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
-        let errors: Vec<String> = response.diagnostics().errors().map(|e| describe(e)).collect();
+        let set = match &selection {
+            Selection::All => whole,
+            Selection::Some(set) => set.as_ref(),
+        };
+        let response = self.cedar.is_authorized(&request, set, &entities);
+        // Cedar's determining policies are a set and its errors come in evaluation order: both
+        // sorted, so an answer reads the same on every host and run, indexed or not.
+        let mut policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        policies.sort_unstable();
+        let mut errors: Vec<String> = response.diagnostics().errors().map(|e| describe(e)).collect();
+        errors.sort_unstable();
         let allowed = response.decision() == CedarDecision::Allow;
         let listed = policies.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
         let reason = if allowed {
@@ -387,7 +449,7 @@ impl Authorizer {
         let input = plan.placeholder_input().map(|v| v.to_string());
         let resource = EntityRef { type_name: "Tool".into(), id: tool.to_owned() };
         let call = AuthzCall { principal_kind, principal_id, action: tool, resource: &resource, facts, input: input.as_deref(), entities: None };
-        let Ok(answer) = self.evaluate(&call) else { return false };
+        let Ok(answer) = self.evaluate(&call, self.lookup, false) else { return false };
         if answer.allowed {
             return true;
         }
@@ -396,7 +458,7 @@ impl Authorizer {
         if answer.policies.iter().any(|p| traits(p).is_none_or(|t| !t.reads_input)) {
             return false; // a forbid that applies whatever the arguments
         }
-        match self.evaluate_with(&call, &self.policies.permits) {
+        match self.evaluate(&call, self.lookup, true) {
             Ok(permits) if permits.allowed => true,
             Ok(_) => self.policies.traits.values().any(|t| t.permit && t.reads_input),
             Err(_) => false,

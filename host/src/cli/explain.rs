@@ -71,7 +71,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<u8> {
             let out = json!({
                 "decision": DecisionJson::from(&decision),
                 "checks": trace.steps.iter().map(|(step, result)| json!({"check": step, "result": result})).collect::<Vec<_>>(),
-                "cedar_request": trace.request.as_ref().map(|r| json!({"principal": r.principal, "action": r.action, "resource": r.resource, "context": r.context})),
+                "cedar_request": trace.request.as_ref().map(|r| json!({"principal": r.principal, "action": r.action, "resource": r.resource, "context": r.context, "policies_evaluated": r.policies_selected, "policies_in_set": r.policies_total})),
                 "entities": request.entities,
                 "determining_policies": policies,
             });
@@ -96,6 +96,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<u8> {
                         let entities = serde_json::to_string_pretty(entities)?.replace('\n', "\n             ");
                         println!("  entities   {entities}");
                     }
+                    println!("  policies   {} of {} evaluated (the index skips those whose scope cannot match)", r.policies_selected, r.policies_total);
                 }
                 None => println!("\ncedar request: not built (the call was decided before policy evaluation)"),
             }
