@@ -106,6 +106,7 @@ replay_tests!(
     request_json,
     engine,
     differential,
+    policy_index,
     config,
     authzen,
     forward_auth,

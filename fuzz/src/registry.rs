@@ -19,6 +19,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("request_json", targets::pipeline::request_json),
     ("engine", targets::pipeline::engine),
     ("differential", targets::pipeline::differential),
+    ("policy_index", targets::policies::policy_index),
     ("config", targets::host::config),
     ("authzen", targets::host::authzen),
     ("forward_auth", targets::host::forward_auth),

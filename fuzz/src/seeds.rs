@@ -335,6 +335,13 @@ pub fn all() -> Seeds {
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
         add("forward_auth", name.clone(), mail(*flags, method, target, &headers));
     }
+    // The policy index: a choice per byte (tests/support/policy_gen.rs); a spread of lengths
+    // and patterns, so every scope form and both effects start in the corpus.
+    for i in 0u8..24 {
+        let len = 16 + usize::from(i) * 24;
+        let bytes: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i.wrapping_mul(17)) ^ (j >> 3) as u8).collect();
+        add("policy_index", format!("spread-{i}"), bytes);
+    }
     let _ = ISSUER;
     seeds
 }

@@ -13,8 +13,8 @@ LOGS=${LOGS:-/tmp/agentgate-fuzz-campaign}
 # minimal until `-merge=1` folds in what is new).
 CORPUS=${CORPUS:-corpus}
 mkdir -p "$LOGS"
-order=(jws revocation routing request_json entities_context config authzen forward_auth access_token dpop identity status_list engine differential)
-declare -A weight=([jws]=12 [revocation]=10 [routing]=10 [request_json]=10 [entities_context]=10 [config]=8 [authzen]=10 [forward_auth]=10 [access_token]=8 [dpop]=8 [identity]=7 [status_list]=7 [engine]=10 [differential]=12)
+order=(jws revocation routing request_json entities_context config authzen forward_auth policy_index access_token dpop identity status_list engine differential)
+declare -A weight=([jws]=12 [revocation]=10 [routing]=10 [request_json]=10 [entities_context]=10 [config]=8 [authzen]=10 [forward_auth]=10 [policy_index]=10 [access_token]=8 [dpop]=8 [identity]=7 [status_list]=7 [engine]=10 [differential]=12)
 
 stream() { # targets…
   local mine=("$@")

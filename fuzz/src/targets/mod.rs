@@ -1,12 +1,13 @@
 //! The targets, by layer: JOSE parsing; the credentials one by one (each signed by the harness);
 //! the revocation list and the route table; the engine pipeline natively and in the component;
-//! the host's configuration loader and HTTP mappings.
+//! the policy index against Cedar; the host's configuration loader and HTTP mappings.
 
 pub mod credentials;
 pub mod host;
 pub mod jose;
 pub mod lists;
 pub mod pipeline;
+pub mod policies;
 
 use agentgate_engine::jose::es256::RustCryptoVerifier;
 use std::sync::OnceLock;
