@@ -27,6 +27,36 @@ pub struct Fixture {
     pub issuer: KeyPair,
     pub agent: KeyPair,
     pub token: String,
+    pub shape: CallShape,
+}
+
+/// Who calls what: the token's facts and the request (the mail demo's by default).
+#[derive(Debug, Clone)]
+pub struct CallShape {
+    pub user: String,
+    pub actor: String,
+    pub scopes: Vec<String>,
+    pub audience: String,
+    pub uri: String,
+    pub action: String,
+    pub resource: EntityRef,
+    pub entities: String,
+}
+
+impl CallShape {
+    /// alice's mail assistant reading her mailbox.
+    pub fn mail() -> Self {
+        CallShape {
+            user: "alice".into(),
+            actor: "spiffe://agents.example/mail-assistant".into(),
+            scopes: vec!["mail.read".into()],
+            audience: "https://mail.example.com".into(),
+            uri: URI.into(),
+            action: "mail:read".into(),
+            resource: EntityRef { type_name: "Mailbox".into(), id: "alice".into() },
+            entities: ENTITIES.into(),
+        }
+    }
 }
 
 impl Fixture {
@@ -35,18 +65,23 @@ impl Fixture {
     }
 
     pub fn with_config(config: LoadedConfig) -> Self {
+        Fixture::with_shape(config, CallShape::mail())
+    }
+
+    pub fn with_shape(config: LoadedConfig, shape: CallShape) -> Self {
         let issuer = key("issuer.TEST-ONLY.private.jwk.json");
         let agent = key("agent.TEST-ONLY.private.jwk.json");
-        let mut f = Fixture { config, issuer, agent, token: String::new() };
+        let mut f = Fixture { config, issuer, agent, token: String::new(), shape };
         f.token = f.mint_token();
         f
     }
 
-    /// A fresh bound token for alice's assistant, valid for an hour.
+    /// A fresh bound token for the shape's agent (alice's assistant), valid for an hour.
     pub fn mint_token(&self) -> String {
-        let mut spec = AccessTokenSpec::new("https://auth.demo.agentgate.dev", "alice", "https://mail.example.com");
-        spec.scopes = vec!["mail.read".into()];
-        spec.actors = vec!["spiffe://agents.example/mail-assistant".into()];
+        let s = &self.shape;
+        let mut spec = AccessTokenSpec::new("https://auth.demo.agentgate.dev", &s.user, &s.audience);
+        spec.scopes = s.scopes.clone();
+        spec.actors = vec![s.actor.clone()];
         spec.lifetime_secs = 3600;
         spec.bound_key = Some(self.agent.thumbprint());
         spec.sign(&self.issuer)
@@ -54,14 +89,15 @@ impl Fixture {
 
     /// A call with `token` and a fresh proof (minted outside the timed section).
     pub fn call_with(&self, token: &str) -> CheckRequest {
-        let proof = mint::dpop_proof(&self.agent, "GET", URI, token, mint::now(), None);
+        let s = &self.shape;
+        let proof = mint::dpop_proof(&self.agent, "GET", &s.uri, token, mint::now(), None);
         CheckRequest {
             credentials: Credentials { authorization: Some(format!("DPoP {token}")), dpop: Some(proof), agent_identity: None },
-            http: Some(HttpRequest { method: "GET".into(), uri: URI.into() }),
-            action: "mail:read".into(),
-            resource: EntityRef { type_name: "Mailbox".into(), id: "alice".into() },
+            http: Some(HttpRequest { method: "GET".into(), uri: s.uri.clone() }),
+            action: s.action.clone(),
+            resource: s.resource.clone(),
             context_json: None,
-            entities_json: Some(ENTITIES.into()),
+            entities_json: Some(s.entities.clone()),
             now: None,
         }
     }
@@ -97,11 +133,11 @@ impl Fixture {
         self.component_with_state(RuntimeOptions { crypto, ..RuntimeOptions::default() }, state)
     }
 
-    fn component_with(&self, options: RuntimeOptions) -> ComponentVerifier {
+    pub fn component_with(&self, options: RuntimeOptions) -> ComponentVerifier {
         self.component_with_state(options, Arc::new(LocalState::default()))
     }
 
-    fn component_with_state(&self, options: RuntimeOptions, state: Arc<dyn agentgate::SharedState>) -> ComponentVerifier {
+    pub fn component_with_state(&self, options: RuntimeOptions, state: Arc<dyn agentgate::SharedState>) -> ComponentVerifier {
         let runtime = Runtime::new(options, state).unwrap();
         let mut verifier = runtime.verifier(&self.config.engine).unwrap();
         verifier.warm_up().unwrap();

@@ -18,19 +18,24 @@
 //! satisfied or erroring. It does not need to be clever to be sound: its buckets only pick which
 //! policies to *test*; every pick is then tested against the whole scope.
 //!
-//! | scope form | bucket | a call reaches it through |
-//! |---|---|---|
-//! | unscoped (`principal`, `action`, `resource`) | `any` | every call |
-//! | `== E` | `E` | the call's own entity |
-//! | `in E` | `E` | the call's entity or any ancestor of it in the call's store |
-//! | `is T` | `T` | the call's entity type |
-//! | `is T in E` | `E` | as `in E`; the test then checks `T` too |
-//! | `action in [A, B]` | `A` and `B` | the action or any ancestor (action groups) |
+//! Each policy is filed once, under the most selective thing its scope pins, in this order:
 //!
-//! Per call, the dimension (principal, action or resource) whose reachable buckets hold the fewest
-//! policies is the one walked. Templates are not supported by the engine (the loader rejects them),
-//! but a linked policy would be indexed by its linked scope: `principal_constraint()` resolves
-//! slots.
+//! | the scope pins | filed under | a call reaches that bucket through |
+//! |---|---|---|
+//! | `principal == E`, `in E`, `is T in E` | principal `E` | its principal, or any ancestor of it in the call's store |
+//! | else `resource == E`, `in E`, `is T in E` | resource `E` | its resource, or any ancestor |
+//! | else `action == A`, `action in [A, B]` | action `A` (and `B`) | its action, or any ancestor (action groups) |
+//! | else `principal is T` | principal type `T` | its principal's type |
+//! | else `resource is T` | resource type `T` | its resource's type |
+//! | nothing (`principal, action, resource`) | unscoped | every call |
+//!
+//! A policy whose scope matches a call is reached through the bucket it is filed under: an `==`
+//! pin matches only that entity, an `in` pin only it and its descendants (whose ancestors include
+//! it), an `is` pin only that type. So per call the index walks only the unscoped policies and the
+//! buckets of the call's principal, resource and action and their ancestors: with one rule set per
+//! tenant or agent, about one tenant's rules. Templates are not supported by the engine (the
+//! loader rejects them), but a linked policy would be indexed by its linked scope:
+//! `principal_constraint()` resolves slots.
 
 use cedar_policy::{ActionConstraint, Effect, Entities, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint, ResourceConstraint};
 use std::collections::HashMap;
@@ -116,51 +121,41 @@ impl Entry {
 /// The buckets of one dimension: positions in `PolicyIndex::entries`, ascending.
 #[derive(Debug, Default)]
 struct Buckets {
-    any: Vec<u32>,
     by_entity: HashMap<EntityUid, Vec<u32>>,
     by_type: HashMap<EntityTypeName, Vec<u32>>,
 }
 
 impl Buckets {
-    fn add_scope(&mut self, scope: &Scope, at: u32) {
-        match scope {
-            Scope::Any => self.any.push(at),
-            Scope::Eq(e) | Scope::In(e) | Scope::IsIn(_, e) => self.by_entity.entry(e.clone()).or_default().push(at),
-            Scope::Is(t) => self.by_type.entry(t.clone()).or_default().push(at),
+    fn file_entity(&mut self, e: &EntityUid, at: u32) {
+        let bucket = self.by_entity.entry(e.clone()).or_default();
+        // `action in [A, A]` files a policy once.
+        if bucket.last() != Some(&at) {
+            bucket.push(at);
         }
     }
 
-    fn add_action(&mut self, constraint: &ActionConstraint, at: u32) {
-        match constraint {
-            ActionConstraint::Any => self.any.push(at),
-            ActionConstraint::Eq(a) => self.by_entity.entry(a.clone()).or_default().push(at),
-            ActionConstraint::In(list) => {
-                for a in list {
-                    let bucket = self.by_entity.entry(a.clone()).or_default();
-                    // `in [A, A]` lists a policy once.
-                    if bucket.last() != Some(&at) {
-                        bucket.push(at);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Every bucket a call with this entity reaches: `any`, its type, itself and each ancestor.
-    fn reachable<'a>(&'a self, uid: &EntityUid, entities: &'a Entities) -> Vec<&'a [u32]> {
-        let mut lists: Vec<&[u32]> = vec![&self.any];
+    /// Every bucket a call with this entity reaches: its type, itself and each ancestor.
+    fn reachable<'a>(&'a self, uid: &EntityUid, entities: &'a Entities, lists: &mut Vec<&'a [u32]>) {
         if let Some(list) = self.by_type.get(uid.type_name()) {
             lists.push(list);
+        }
+        if self.by_entity.is_empty() {
+            return;
         }
         if let Some(list) = self.by_entity.get(uid) {
             lists.push(list);
         }
-        if !self.by_entity.is_empty()
-            && let Some(ancestors) = entities.ancestors(uid)
-        {
+        if let Some(ancestors) = entities.ancestors(uid) {
             lists.extend(ancestors.filter_map(|a| self.by_entity.get(a)).map(Vec::as_slice));
         }
-        lists
+    }
+}
+
+/// The entity a principal or resource scope pins, if any.
+fn pinned_entity(scope: &Scope) -> Option<&EntityUid> {
+    match scope {
+        Scope::Eq(e) | Scope::In(e) | Scope::IsIn(_, e) => Some(e),
+        Scope::Any | Scope::Is(_) => None,
     }
 }
 
@@ -193,6 +188,8 @@ pub enum Selection {
 pub struct PolicyIndex {
     entries: Vec<Entry>,
     permits: usize,
+    /// Policies whose scope pins nothing: every call evaluates them.
+    unscoped: Vec<u32>,
     principal: Buckets,
     action: Buckets,
     resource: Buckets,
@@ -211,13 +208,32 @@ impl PolicyIndex {
                 resource: policy.resource_constraint().into(),
                 policy: policy.clone(),
             };
-            index.principal.add_scope(&entry.principal, at);
-            index.action.add_action(&entry.action, at);
-            index.resource.add_scope(&entry.resource, at);
+            index.file(&entry, at);
             index.permits += usize::from(entry.permit);
             index.entries.push(entry);
         }
         index
+    }
+
+    /// Files a policy under the most selective thing its scope pins (the module's table).
+    fn file(&mut self, entry: &Entry, at: u32) {
+        if let Some(e) = pinned_entity(&entry.principal) {
+            self.principal.file_entity(e, at);
+        } else if let Some(e) = pinned_entity(&entry.resource) {
+            self.resource.file_entity(e, at);
+        } else if let ActionConstraint::Eq(a) = &entry.action {
+            self.action.file_entity(a, at);
+        } else if let ActionConstraint::In(list) = &entry.action {
+            for a in list {
+                self.action.file_entity(a, at);
+            }
+        } else if let Scope::Is(t) = &entry.principal {
+            self.principal.by_type.entry(t.clone()).or_default().push(at);
+        } else if let Scope::Is(t) = &entry.resource {
+            self.resource.by_type.entry(t.clone()).or_default().push(at);
+        } else {
+            self.unscoped.push(at);
+        }
     }
 
     /// How many policies the set holds.
@@ -233,20 +249,17 @@ impl PolicyIndex {
     /// Positions of the policies (permits only, with `permits_only`) whose scope matches, in set
     /// order.
     fn matching(&self, request: &ScopeRequest<'_>, permits_only: bool) -> Vec<u32> {
-        let dimensions = [
-            self.principal.reachable(request.principal, request.entities),
-            self.action.reachable(request.action, request.entities),
-            self.resource.reachable(request.resource, request.entities),
-        ];
-        let size = |lists: &Vec<&[u32]>| lists.iter().map(|l| l.len()).sum::<usize>();
-        let Some(narrowest) = dimensions.iter().min_by_key(|lists| size(lists)) else { return Vec::new() };
-        let mut found: Vec<u32> = narrowest
+        let mut lists: Vec<&[u32]> = vec![&self.unscoped];
+        self.principal.reachable(request.principal, request.entities, &mut lists);
+        self.action.reachable(request.action, request.entities, &mut lists);
+        self.resource.reachable(request.resource, request.entities, &mut lists);
+        let mut found: Vec<u32> = lists
             .iter()
             .flat_map(|list| list.iter().copied())
             .filter(|&at| self.entries.get(at as usize).is_some_and(|e| (!permits_only || e.permit) && e.matches(request)))
             .collect();
         found.sort_unstable();
-        // A policy is in two reachable buckets when `action in [A, G]` and `A in G`.
+        // `action in [A, G]` with `A in G` reaches a policy through two buckets.
         found.dedup();
         found
     }
