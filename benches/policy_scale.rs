@@ -8,7 +8,7 @@
 //! time and resident-memory growth, the index's own build time and growth, the component's
 //! verifier build time (pre-initialization included), and how many policies the call evaluates.
 //!
-//! `cargo bench --bench policy_scale`
+//! `cargo bench --bench policy_scale` (`POLICY_SCALE_SETS=indexed/100000` runs one set)
 
 // PANIC SAFETY: bench code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -19,11 +19,11 @@ mod policy_gen;
 
 use agentgate::config::{self, CryptoPlacement};
 use agentgate::state::LocalState;
-use agentgate::{Engine, RuntimeOptions};
-use agentgate_engine::Trace;
-use agentgate_engine::state::ProofLimits;
+use agentgate::{Engine, Runtime, RuntimeOptions};
 use agentgate_engine::EntityRef;
+use agentgate_engine::Trace;
 use agentgate_engine::authorizer::index::PolicyIndex;
+use agentgate_engine::state::ProofLimits;
 use common::{CallShape, Fixture, root};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use policy_gen::Universe;
@@ -90,11 +90,17 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let mut cases: Vec<Case> =
-        [10usize, 100, 1_000, 10_000, 100_000].into_iter().map(|n| Case { name: "indexed", n, policies: policy_gen::tenant_policies(n).0, index: true }).collect();
+    let indexed = |n: usize| Case { name: "indexed", n, policies: policy_gen::tenant_policies(n).0, index: true };
+    let mut cases: Vec<Case> = [10usize, 100, 1_000, 10_000].into_iter().map(indexed).collect();
     cases.push(Case { name: "index_off", n: 10_000, policies: policy_gen::tenant_policies(10_000).0, index: false });
     cases.push(Case { name: "unindexable", n: 10_000, policies: policy_gen::unindexable_policies(10_000), index: true });
-    cases
+    // Last: minutes to load (Cedar's parser and strict validation), natively and in the guest.
+    cases.push(indexed(100_000));
+    // `POLICY_SCALE_SETS=indexed/100000,unindexable/10000` runs just those.
+    match std::env::var("POLICY_SCALE_SETS") {
+        Ok(only) => cases.into_iter().filter(|c| only.split(',').any(|s| s == format!("{}/{}", c.name, c.n))).collect(),
+        Err(_) => cases,
+    }
 }
 
 fn scale(c: &mut Criterion) {
@@ -117,6 +123,16 @@ fn scale(c: &mut Criterion) {
         let first = native.check_traced(&f.call(), Some(&mut trace));
         assert!(first.allowed, "{first:?}");
         let evaluated = trace.request.as_ref().map_or(0, |r| r.policies_selected);
+        eprintln!(
+            "LOAD {} {}: {} policies; native engine {:.0} ms (+{} KiB RSS), index {:.1} ms (+{} KiB RSS); the call evaluates {evaluated} of {total}",
+            case.name,
+            case.n,
+            total,
+            engine_time.as_secs_f64() * 1e3,
+            engine_kib,
+            index_time.as_secs_f64() * 1e3,
+            index_kib,
+        );
         // The component: a larger memory limit and budget for the 100,000-policy set.
         let options = RuntimeOptions {
             crypto: CryptoPlacement::Host,
@@ -125,27 +141,37 @@ fn scale(c: &mut Criterion) {
             ..RuntimeOptions::default()
         };
         let start = Instant::now();
-        let mut component = f.component_with_state(options, std::sync::Arc::new(roomy_state()));
-        let component_time = start.elapsed();
-        eprintln!(
-            "LOAD {} {}: {} policies; native engine {:.0} ms (+{} KiB RSS), index {:.1} ms (+{} KiB RSS); component verifier {:.1} s; the call evaluates {evaluated} of {total}",
-            case.name,
-            case.n,
-            total,
-            engine_time.as_secs_f64() * 1e3,
-            engine_kib,
-            index_time.as_secs_f64() * 1e3,
-            index_kib,
-            component_time.as_secs_f64(),
-        );
+        let component = Runtime::new(options, std::sync::Arc::new(roomy_state())).and_then(|rt| Ok(rt.verifier(&f.config.engine)?));
+        match &component {
+            Ok(_) => eprintln!("LOAD {} {}: component verifier {:.1} s", case.name, case.n, start.elapsed().as_secs_f64()),
+            Err(e) => eprintln!("LOAD {} {}: component verifier failed after {:.1} s: {e:#}", case.name, case.n, start.elapsed().as_secs_f64()),
+        }
         for _ in 0..3 {
             assert!(native.check(&f.call()).allowed);
         }
         group.bench_with_input(BenchmarkId::new(format!("native_bound_call/{}", case.name), case.n), &case.n, |b, _| {
-            b.iter_batched(|| f.call(), |req| { let d = native.check(black_box(&req)); assert!(d.allowed, "{d:?}") }, BatchSize::SmallInput)
+            b.iter_batched(
+                || f.call(),
+                |req| {
+                    let d = native.check(black_box(&req));
+                    assert!(d.allowed, "{d:?}")
+                },
+                BatchSize::SmallInput,
+            )
         });
+        let Ok(mut component) = component else { continue };
+        for _ in 0..3 {
+            assert!(component.check(&f.call()).allowed);
+        }
         group.bench_with_input(BenchmarkId::new(format!("component_host_crypto_bound_call/{}", case.name), case.n), &case.n, |b, _| {
-            b.iter_batched(|| f.call(), |req| { let d = component.check(black_box(&req)); assert!(d.allowed, "{d:?}") }, BatchSize::SmallInput)
+            b.iter_batched(
+                || f.call(),
+                |req| {
+                    let d = component.check(black_box(&req));
+                    assert!(d.allowed, "{d:?}")
+                },
+                BatchSize::SmallInput,
+            )
         });
     }
     group.finish();

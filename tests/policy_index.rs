@@ -34,6 +34,17 @@ fn facts(call: &GenCall, lifetime_secs: i64) -> ContextFacts {
     }
 }
 
+/// Runs `f` on the authorizer's view of a generated call, with a token of `lifetime_secs`.
+fn with_authz<R>(call: &GenCall, lifetime_secs: i64, f: impl FnOnce(&AuthzCall<'_>) -> R) -> R {
+    let facts = facts(call, lifetime_secs);
+    let resource = EntityRef { type_name: call.resource_type.clone(), id: call.resource_id.clone() };
+    let (principal_kind, principal_id) = match &call.agent {
+        Some(agent) => (PrincipalKind::Agent, agent.as_str()),
+        None => (PrincipalKind::User, call.user.as_str()),
+    };
+    f(&AuthzCall { principal_kind, principal_id, action: &call.action, resource: &resource, facts: &facts, input: None, entities: Some(&call.entities) })
+}
+
 /// What kinds of answers a run saw, so that a run that never exercised forbids, errors or a
 /// narrowed selection fails instead of passing vacuously.
 #[derive(Debug, Default)]
@@ -73,31 +84,18 @@ fn the_index_answers_exactly_as_cedar_over_the_whole_set() {
         for _ in 0..250 {
             let call = policy_gen::random_call(&mut g, &Universe::SMALL);
             let lifetime = [1, 300, 3600][g.below(3)];
-            let facts = facts(&call, lifetime);
-            let resource = EntityRef { type_name: call.resource_type.clone(), id: call.resource_id.clone() };
-            let (kind, id) = match &call.agent {
-                Some(agent) => (PrincipalKind::Agent, agent.as_str()),
-                None => (PrincipalKind::User, call.user.as_str()),
-            };
-            let authz = AuthzCall {
-                principal_kind: kind,
-                principal_id: id,
-                action: &call.action,
-                resource: &resource,
-                facts: &facts,
-                input: None,
-                entities: Some(&call.entities),
-            };
-            let indexed = a.authorize(&authz);
-            let whole = a.authorize_without_index(&authz);
-            assert_eq!(indexed, whole, "seed {seed}: {call:?}\npolicies:\n{policies}");
-            seen.count(&indexed);
-            if let Ok(built) = a.describe(&authz) {
-                assert_eq!(built.policies_total, n);
-                if built.policies_selected < n {
-                    seen.narrowed += 1;
+            with_authz(&call, lifetime, |authz| {
+                let indexed = a.authorize(authz);
+                let whole = a.authorize_without_index(authz);
+                assert_eq!(indexed, whole, "seed {seed}: {call:?}\npolicies:\n{policies}");
+                seen.count(&indexed);
+                if let Ok(built) = a.describe(authz) {
+                    assert_eq!(built.policies_total, n);
+                    if built.policies_selected < n {
+                        seen.narrowed += 1;
+                    }
                 }
-            }
+            });
         }
     }
     eprintln!("{seen:?}");
@@ -115,23 +113,10 @@ fn the_multi_tenant_bench_sets_are_schema_valid_and_narrow_to_one_tenant() {
     let mut selected = Vec::new();
     for _ in 0..200 {
         let call = policy_gen::random_call(&mut g, &u);
-        let facts = facts(&call, 300);
-        let resource = EntityRef { type_name: call.resource_type.clone(), id: call.resource_id.clone() };
-        let (kind, id) = match &call.agent {
-            Some(agent) => (PrincipalKind::Agent, agent.as_str()),
-            None => (PrincipalKind::User, call.user.as_str()),
-        };
-        let authz = AuthzCall {
-            principal_kind: kind,
-            principal_id: id,
-            action: &call.action,
-            resource: &resource,
-            facts: &facts,
-            input: None,
-            entities: Some(&call.entities),
-        };
-        assert_eq!(a.authorize(&authz), a.authorize_without_index(&authz), "{call:?}");
-        selected.push(a.describe(&authz).unwrap().policies_selected);
+        with_authz(&call, 300, |authz| {
+            assert_eq!(a.authorize(authz), a.authorize_without_index(authz), "{call:?}");
+            selected.push(a.describe(authz).unwrap().policies_selected);
+        });
     }
     // Ten rules per tenant and five shared ones: a call sees its tenant's and the shared ones,
     // never more than 15 of the 1,005.
