@@ -415,17 +415,19 @@ fn hot_reload_under_load_fails_no_request_and_a_broken_policy_changes_nothing() 
         &d.path("policies/mail.cedar"),
         "@id(\"mail-send-own\")\npermit (principal, action == Action::\"mail:send\", resource)\nwhen { context.scopes.contains(\"mail.send\") && resource.owner == context.user };\n",
     );
-    wait_for("the reload", Duration::from_secs(60), || r.state.deployment().generation() == 2);
-    let allowed_after = {
-        let resp = nginx_call(&r, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None));
-        resp.status().as_u16()
-    };
-    assert_eq!(allowed_after, 403, "the new policy takes effect");
+    // The new policy takes effect. Not necessarily in generation 2: creating the replacement's
+    // temporary file already changes the directory, and a reload that starts then reads the old
+    // policy (correctly) before the rename triggers the next one.
+    wait_for("the new policy", Duration::from_secs(60), || {
+        r.state.deployment().generation() >= 2 && nginx_call(&r, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None)).status() == 403
+    });
+    let good = r.state.deployment().generation();
 
     // A broken policy file: the reload fails, the last good set stays, and it is counted.
     replace_file(&d.path("policies/mail.cedar"), "permit (principal, action == Action::\"mail:read\", resource) when { context.nope };\n");
     wait_for("the failed reload", Duration::from_secs(60), || r.state.metrics().failed_reloads() >= 1);
-    assert_eq!(r.state.deployment().generation(), 2);
+    // At most one more generation: the old file read again when the temporary file appeared.
+    assert!(r.state.deployment().generation() <= good + 1, "the broken file built no generation");
     assert!(r.state.last_reload_error().unwrap().contains("nope"));
     assert_eq!(nginx_call(&r, "/mailboxes/alice/messages", &t, &proof(&k, &t, URI, None)).status(), 403);
 
