@@ -18,13 +18,11 @@ mod common;
 mod policy_gen;
 
 use agentgate::config::{self, CryptoPlacement};
-use agentgate::state::LocalState;
 use agentgate::{Engine, Runtime, RuntimeOptions};
 use agentgate_engine::EntityRef;
 use agentgate_engine::Trace;
 use agentgate_engine::authorizer::index::PolicyIndex;
-use agentgate_engine::state::ProofLimits;
-use common::{CallShape, Fixture, root};
+use common::{CallShape, Fixture, roomy_state, root};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use policy_gen::Universe;
 use std::hint::black_box;
@@ -72,10 +70,6 @@ fn deployment(policies: &str, index: bool) -> (tempfile::TempDir, config::Loaded
 /// The replay store as deployed, but with room for every proof of one key a whole run sends:
 /// criterion sends one key tens of thousands of proofs within their 60 s window, past the default
 /// per-key bound of 10,000.
-fn roomy_state() -> LocalState {
-    LocalState::with_limits(ProofLimits { capacity: 10_000_000, per_key: 10_000_000 })
-}
-
 /// Resident set size of this process, KiB (Linux).
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -149,32 +143,34 @@ fn scale(c: &mut Criterion) {
         for _ in 0..3 {
             assert!(native.check(&f.call()).allowed);
         }
-        group.bench_with_input(BenchmarkId::new(format!("native_bound_call/{}", case.name), case.n), &case.n, |b, _| {
-            b.iter_batched(
-                || f.call(),
-                |req| {
-                    let d = native.check(black_box(&req));
-                    assert!(d.allowed, "{d:?}")
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        bench_allowed_call(&mut group, &format!("native_bound_call/{}", case.name), case.n, &f, |req| native.check(req));
         let Ok(mut component) = component else { continue };
         for _ in 0..3 {
             assert!(component.check(&f.call()).allowed);
         }
-        group.bench_with_input(BenchmarkId::new(format!("component_host_crypto_bound_call/{}", case.name), case.n), &case.n, |b, _| {
-            b.iter_batched(
-                || f.call(),
-                |req| {
-                    let d = component.check(black_box(&req));
-                    assert!(d.allowed, "{d:?}")
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        bench_allowed_call(&mut group, &format!("component_host_crypto_bound_call/{}", case.name), case.n, &f, |req| component.check(req));
     }
     group.finish();
+}
+
+/// Times one decider on the fixture's bound call, each decision checked to be an allow.
+fn bench_allowed_call(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    n: usize,
+    f: &Fixture,
+    mut decide: impl FnMut(&agentgate::CheckRequest) -> agentgate::Decision,
+) {
+    group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+        b.iter_batched(
+            || f.call(),
+            |req| {
+                let d = decide(black_box(&req));
+                assert!(d.allowed, "{d:?}")
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 criterion_group!(benches, scale);

@@ -7,6 +7,7 @@ use agentgate::config::{self, CryptoPlacement, LoadedConfig};
 use agentgate::mint::{self, AccessTokenSpec, KeyPair};
 use agentgate::state::LocalState;
 use agentgate::{CheckRequest, ComponentVerifier, Engine, Runtime, RuntimeOptions};
+use agentgate_engine::state::ProofLimits;
 use agentgate_engine::{Credentials, EntityRef, HttpRequest};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,7 +115,7 @@ impl Fixture {
 
     /// The native engine, warmed up (issuer tables built) and with the agent key learned.
     pub fn native(&self) -> Engine {
-        let engine = Engine::new(&self.config.engine, Box::new(LocalState::default())).unwrap();
+        let engine = Engine::new(&self.config.engine, Box::new(roomy_state())).unwrap();
         engine.warm_up();
         for _ in 0..3 {
             assert!(engine.check(&self.call()).allowed);
@@ -134,7 +135,7 @@ impl Fixture {
     }
 
     pub fn component_with(&self, options: RuntimeOptions) -> ComponentVerifier {
-        self.component_with_state(options, Arc::new(LocalState::default()))
+        self.component_with_state(options, Arc::new(roomy_state()))
     }
 
     pub fn component_with_state(&self, options: RuntimeOptions, state: Arc<dyn agentgate::SharedState>) -> ComponentVerifier {
@@ -147,6 +148,13 @@ impl Fixture {
         }
         verifier
     }
+}
+
+/// The in-memory deployment state with room for every proof a bench makes: a run decides hundreds
+/// of thousands of calls with one agent key, and the default bound (10,000 live proofs per key)
+/// would refuse them as a flood.
+pub fn roomy_state() -> LocalState {
+    LocalState::with_limits(ProofLimits { capacity: 10_000_000, per_key: 10_000_000 })
 }
 
 /// Accepts every proof id and revokes nothing, so the same pre-signed requests can be decided

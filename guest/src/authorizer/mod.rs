@@ -162,7 +162,10 @@ impl RequestParts {
             action: self.action.to_string(),
             resource: self.resource.to_string(),
             context,
-            policies_selected: authorizer.index.select(&self.scope(entities), false).1,
+            policies_selected: match authorizer.lookup {
+                Lookup::Index => authorizer.index.select(&self.scope(entities), false).1,
+                Lookup::Whole => authorizer.index.len(),
+            },
             policies_total: authorizer.index.len(),
         }
     }
@@ -359,7 +362,12 @@ impl Authorizer {
     }
 
     fn authorize_by(&self, call: &AuthzCall<'_>, lookup: Lookup) -> Result<PolicyAnswer, Denial> {
-        let mut answer = self.evaluate(call, lookup, false)?;
+        let (request, parts) = self.build(call)?;
+        let entities = self.call_entities(call)?;
+        // The selection depends on the scope (principal, action, resource and their ancestors),
+        // never on the context: the step-up retries below reuse it.
+        let selection = self.select(&parts, &entities, lookup, false);
+        let mut answer = self.decide(&request, &parts, &entities, &selection, false);
         if !answer.allowed && answer.policies.is_empty() {
             for scope in self.step_up_scopes() {
                 if call.facts.scopes.iter().any(|s| s == scope) {
@@ -367,7 +375,8 @@ impl Authorizer {
                 }
                 let mut facts = call.facts.clone();
                 facts.scopes.push(scope.to_owned());
-                let wider = self.evaluate(&AuthzCall { facts: &facts, ..*call }, lookup, false)?;
+                let (wider_request, _) = self.build(&AuthzCall { facts: &facts, ..*call })?;
+                let wider = self.decide(&wider_request, &parts, &entities, &selection, false);
                 if wider.allowed {
                     let permits = wider.policies.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
                     answer.reason = format!("the token lacks the scope {} that {permits} asks for", quote(scope));
@@ -400,16 +409,26 @@ impl Authorizer {
     fn evaluate(&self, call: &AuthzCall<'_>, lookup: Lookup, permits_only: bool) -> Result<PolicyAnswer, Denial> {
         let (request, parts) = self.build(call)?;
         let entities = self.call_entities(call)?;
-        let whole = if permits_only { &self.policies.permits } else { &self.policies.set };
-        let selection = match lookup {
+        let selection = self.select(&parts, &entities, lookup, permits_only);
+        Ok(self.decide(&request, &parts, &entities, &selection, permits_only))
+    }
+
+    /// The policies a call evaluates: those the index finds can apply, or every one.
+    fn select(&self, parts: &RequestParts, entities: &Entities, lookup: Lookup, permits_only: bool) -> Selection {
+        match lookup {
             Lookup::Whole => Selection::All,
-            Lookup::Index => self.index.select(&parts.scope(&entities), permits_only).0,
-        };
-        let set = match &selection {
+            Lookup::Index => self.index.select(&parts.scope(entities), permits_only).0,
+        }
+    }
+
+    /// Evaluates a built request against the selected policies.
+    fn decide(&self, request: &Request, parts: &RequestParts, entities: &Entities, selection: &Selection, permits_only: bool) -> PolicyAnswer {
+        let whole = if permits_only { &self.policies.permits } else { &self.policies.set };
+        let set = match selection {
             Selection::All => whole,
             Selection::Some(set) => set.as_ref(),
         };
-        let response = self.cedar.is_authorized(&request, set, &entities);
+        let response = self.cedar.is_authorized(request, set, entities);
         // Cedar's determining policies are a set and its errors come in evaluation order: both
         // sorted, so an answer reads the same on every host and run, indexed or not.
         let mut policies: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
@@ -425,7 +444,7 @@ impl Authorizer {
         } else {
             format!("no policy permits {} to {} {}", parts.principal, parts.action, parts.resource)
         };
-        Ok(PolicyAnswer { allowed, policies, errors, reason, required_scope: None })
+        PolicyAnswer { allowed, policies, errors, reason, required_scope: None }
     }
 
     /// Whether some call to the MCP tool `tool` (its own action on `Tool::"<tool>"`, as
