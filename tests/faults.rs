@@ -2,7 +2,8 @@
 //! in docs/security.md, "Fault injection"). A broken edit of each watched file keeps the last good
 //! generation; a broken revocation file keeps the last good list; the guest running out of memory
 //! mid-call is an `engine_error` deny and the next call is decided; shutdown under load answers
-//! every in-flight request in full and leaves only complete audit lines.
+//! every in-flight request in full and leaves only complete audit lines; a panic in the guest
+//! (a component whose `check` executes `unreachable`) is an `engine_error` deny.
 
 // PANIC SAFETY: test code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -163,6 +164,120 @@ fn running_out_of_guest_memory_mid_call_is_an_engine_error_and_the_next_call_is_
         let next = verifier.check(&normal);
         assert!(next.allowed, "{what}: the next call is decided: {next:?}");
     }
+}
+
+/// The portable component with the body of the core function behind `verifier.check` replaced by
+/// `unreachable` instructions: what a panic in the guest executes (`panic = "abort"`). The
+/// function keeps its size and locals, so the module stays valid and only a call traps.
+fn component_that_panics_in_check() -> Vec<u8> {
+    fn leb(bytes: &[u8], mut at: usize) -> (usize, usize) {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = bytes[at];
+            at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return (value, at);
+            }
+        }
+    }
+    /// (id, payload start, payload end) of each section from `at` to `end`.
+    fn sections(bytes: &[u8], mut at: usize, end: usize) -> Vec<(u8, usize, usize)> {
+        let mut found = Vec::new();
+        while at < end {
+            let (size, start) = leb(bytes, at + 1);
+            found.push((bytes[at], start, start + size));
+            at = start + size;
+        }
+        found
+    }
+    let mut component = agentgate::component::PORTABLE_COMPONENT.to_vec();
+    // The engine is the component's largest core module (section id 1); the others are shims.
+    let (_, module_start, module_end) = sections(&component, 8, component.len()).into_iter().filter(|s| s.0 == 1).max_by_key(|s| s.2 - s.1).unwrap();
+    let module = sections(&component, module_start + 8, module_end);
+    let payload = |id: u8| module.iter().find(|s| s.0 == id).map(|s| (s.1, s.2)).unwrap();
+    // Imported functions come first in the function index space.
+    let (imports, _) = payload(2);
+    let (count, mut at) = leb(&component, imports);
+    let mut imported_functions = 0;
+    for _ in 0..count {
+        for _ in 0..2 {
+            let (len, start) = leb(&component, at);
+            at = start + len; // module and field names
+        }
+        let kind = component[at];
+        at += 1;
+        match kind {
+            0x00 => {
+                imported_functions += 1;
+                at = leb(&component, at).1;
+            }
+            0x01 => at = limits_end(&component, at + 1), // table: reftype, limits
+            0x02 => at = limits_end(&component, at),     // memory: limits
+            0x03 => at += 2,                             // global: valtype, mutability
+            other => panic!("import kind {other:#x}"),
+        }
+    }
+    fn limits_end(bytes: &[u8], at: usize) -> usize {
+        let flags = bytes[at];
+        let after_min = leb(bytes, at + 1).1;
+        if flags & 1 == 1 { leb(bytes, after_min).1 } else { after_min }
+    }
+    let (exports, _) = payload(7);
+    let (count, mut at) = leb(&component, exports);
+    let mut check = None;
+    for _ in 0..count {
+        let (len, start) = leb(&component, at);
+        let name = String::from_utf8_lossy(&component[start..start + len]).into_owned();
+        let kind = component[start + len];
+        let (index, next) = leb(&component, start + len + 1);
+        at = next;
+        if kind == 0 && name.ends_with("#[method]verifier.check") {
+            check = Some(index);
+        }
+    }
+    let check = check.expect("the engine exports verifier.check");
+    let (code, _) = payload(10);
+    let (_, mut at) = leb(&component, code);
+    for _ in imported_functions..check {
+        let (size, start) = leb(&component, at);
+        at = start + size;
+    }
+    let (size, body) = leb(&component, at);
+    let (groups, mut instructions) = leb(&component, body);
+    for _ in 0..groups {
+        instructions = leb(&component, instructions).1 + 1; // count, valtype
+    }
+    let end = body + size - 1;
+    assert_eq!(component[end], 0x0b, "a body ends with `end`");
+    component[instructions..end].fill(0x00);
+    component
+}
+
+#[test]
+fn a_guest_panic_mid_call_is_an_engine_error_deny_without_a_backtrace() {
+    let vector = support::read_vector(&support::root().join("tests/vectors/006_home_thermostat_with_input.json"));
+    let config = support::load_config(&vector.config);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gate-that-panics.wasm");
+    std::fs::write(&path, component_that_panics_in_check()).unwrap();
+    let options = RuntimeOptions { component_file: Some(path), ..RuntimeOptions::default() };
+    let runtime = Runtime::new(options, Arc::new(support::AcceptEveryProof)).unwrap();
+    // Loading the policies does not run `check`: the verifier is created.
+    let mut verifier = runtime.verifier(&config.engine).unwrap();
+    let request = vector.steps[0].request.to_check_request(None);
+    // Every call traps (each on a fresh instance after the first): each is a deny that says what
+    // happened and carries no wasm backtrace.
+    for attempt in 0..3 {
+        let d = verifier.check(&request);
+        assert!(!d.allowed, "attempt {attempt}: {d:?}");
+        assert_eq!(d.outcome, Outcome::EngineError, "attempt {attempt}: {}", d.reason);
+        assert_eq!(d.reason, "the decision component trapped: wasm `unreachable` instruction executed", "attempt {attempt}");
+    }
+    // The same request on the unmodified component is allowed: the deny came from the fault.
+    let mut intact = Runtime::new(RuntimeOptions::default(), Arc::new(support::AcceptEveryProof)).unwrap().verifier(&config.engine).unwrap();
+    assert!(intact.check(&request).allowed);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -67,11 +67,19 @@ pub fn find_sets(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(sets)
 }
 
+/// The least wall-clock budget of one call under `agentgate test`.
+const CASE_CALL_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Runs every case of the set at `dir`.
 pub fn run_set(dir: &Path, keys: &Keys) -> anyhow::Result<SetResult> {
     let loaded = config::load(&dir.join("agentgate.toml"))?;
     let (engine_config, scenario_keys) = prepare(&loaded, keys)?;
-    let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), Arc::new(crate::state::LocalState::default()))?;
+    // The call budget is wall-clock time, which a busy machine (a CI runner compiling and
+    // testing in parallel) can exhaust on any call: a policy case must not fail for that. Cases
+    // judge decisions; the budget itself is tested where it is enforced (tests/sandbox.rs).
+    let deployed = RuntimeOptions::from_section(&loaded.file.runtime);
+    let options = RuntimeOptions { call_timeout: deployed.call_timeout.max(CASE_CALL_BUDGET), ..deployed };
+    let runtime = Runtime::new(options, Arc::new(crate::state::LocalState::default()))?;
     let mut verifier = runtime.verifier(&engine_config)?;
     let policy_ids: BTreeSet<String> = Authorizer::new(&loaded.engine.policies, &loaded.engine.schema)
         .map_err(anyhow::Error::msg)?

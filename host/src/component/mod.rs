@@ -430,7 +430,11 @@ fn explain_trap(e: wasmtime::Error, budget: Duration) -> anyhow::Error {
         _ if text.contains("forcing a memory growth failure") || text.contains("forcing trap when growing memory") => {
             anyhow::anyhow!("the decision component exceeded its memory limit")
         }
-        Some(trap) => anyhow::anyhow!("the decision component trapped: {trap}"),
+        // wasmtime words a trap "wasm trap: <what>"; the reason keeps the what.
+        Some(trap) => {
+            let what = trap.to_string();
+            anyhow::anyhow!("the decision component trapped: {}", what.strip_prefix("wasm trap: ").unwrap_or(&what))
+        }
         None => anyhow::anyhow!("the decision component failed: {}", e.root_cause()),
     }
 }
