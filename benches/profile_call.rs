@@ -2,7 +2,8 @@
 //! Pre-mints the requests, then decides them on one host, so a profile shows the call alone.
 //!
 //! `cargo bench --bench profile_call -- native|native-awslc|guest|host [ROUNDS] [COMPONENT.wasm]`
-//! (a component file replaces the embedded one: compare guest builds without rebuilding the host)
+//! (a component file replaces the embedded one: compare guest builds without rebuilding the host).
+//! The component forms write `/tmp/perf-<pid>.map`, so `perf report` names the wasm functions.
 
 // PANIC SAFETY: bench code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -24,7 +25,7 @@ fn main() {
         "guest" | "host" => {
             let crypto = if host == "guest" { CryptoPlacement::Guest } else { CryptoPlacement::Host };
             let component_file = args.get(3).map(std::path::PathBuf::from);
-            let runtime = Runtime::new(RuntimeOptions { crypto, component_file, ..RuntimeOptions::default() }, Arc::new(AcceptAll)).unwrap();
+            let runtime = Runtime::new(RuntimeOptions { crypto, component_file, perf_map: true, ..RuntimeOptions::default() }, Arc::new(AcceptAll)).unwrap();
             let mut v = runtime.verifier(&f.config.engine).unwrap();
             v.warm_up().unwrap();
             Box::new(v)

@@ -170,88 +170,39 @@ fn running_out_of_guest_memory_mid_call_is_an_engine_error_and_the_next_call_is_
 /// `unreachable` instructions: what a panic in the guest executes (`panic = "abort"`). The
 /// function keeps its size and locals, so the module stays valid and only a call traps.
 fn component_that_panics_in_check() -> Vec<u8> {
-    fn leb(bytes: &[u8], mut at: usize) -> (usize, usize) {
-        let (mut value, mut shift) = (0usize, 0);
-        loop {
-            let byte = bytes[at];
-            at += 1;
-            value |= usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte < 0x80 {
-                return (value, at);
-            }
-        }
-    }
-    /// (id, payload start, payload end) of each section from `at` to `end`.
-    fn sections(bytes: &[u8], mut at: usize, end: usize) -> Vec<(u8, usize, usize)> {
-        let mut found = Vec::new();
-        while at < end {
-            let (size, start) = leb(bytes, at + 1);
-            found.push((bytes[at], start, start + size));
-            at = start + size;
-        }
-        found
-    }
+    use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
     let mut component = agentgate::component::PORTABLE_COMPONENT.to_vec();
-    // The engine is the component's largest core module (section id 1); the others are shims.
-    let (_, module_start, module_end) = sections(&component, 8, component.len()).into_iter().filter(|s| s.0 == 1).max_by_key(|s| s.2 - s.1).unwrap();
-    let module = sections(&component, module_start + 8, module_end);
-    let payload = |id: u8| module.iter().find(|s| s.0 == id).map(|s| (s.1, s.2)).unwrap();
-    // Imported functions come first in the function index space.
-    let (imports, _) = payload(2);
-    let (count, mut at) = leb(&component, imports);
-    let mut imported_functions = 0;
-    for _ in 0..count {
-        for _ in 0..2 {
-            let (len, start) = leb(&component, at);
-            at = start + len; // module and field names
-        }
-        let kind = component[at];
-        at += 1;
-        match kind {
-            0x00 => {
-                imported_functions += 1;
-                at = leb(&component, at).1;
+    // Walk every core module of the component (parse_all descends into nested modules) and find
+    // the one exporting the core function behind `verifier.check`, then that function's body.
+    let (mut imported_functions, mut defined, mut check) = (0u32, 0u32, None);
+    let mut target = None;
+    for payload in Parser::new(0).parse_all(&component) {
+        match payload.expect("the shipped component parses") {
+            Payload::ModuleSection { .. } => (imported_functions, defined, check) = (0, 0, None),
+            Payload::ImportSection(imports) => {
+                // Imported functions come first in the function index space.
+                imported_functions = imports.into_imports().filter(|i| matches!(i.as_ref().unwrap().ty, TypeRef::Func(_))).count() as u32;
             }
-            0x01 => at = limits_end(&component, at + 1), // table: reftype, limits
-            0x02 => at = limits_end(&component, at),     // memory: limits
-            0x03 => at += 2,                             // global: valtype, mutability
-            other => panic!("import kind {other:#x}"),
+            Payload::ExportSection(exports) => {
+                check = exports
+                    .into_iter()
+                    .map(Result::unwrap)
+                    .find(|e| e.kind == ExternalKind::Func && e.name.ends_with("#[method]verifier.check"))
+                    .map(|e| e.index);
+            }
+            Payload::CodeSectionEntry(body) => {
+                if check == Some(imported_functions + defined) {
+                    let instructions = body.get_binary_reader_for_operators().unwrap().original_position();
+                    target = Some(instructions..body.range().end - 1);
+                }
+                defined += 1;
+            }
+            _ => {}
         }
     }
-    fn limits_end(bytes: &[u8], at: usize) -> usize {
-        let flags = bytes[at];
-        let after_min = leb(bytes, at + 1).1;
-        if flags & 1 == 1 { leb(bytes, after_min).1 } else { after_min }
-    }
-    let (exports, _) = payload(7);
-    let (count, mut at) = leb(&component, exports);
-    let mut check = None;
-    for _ in 0..count {
-        let (len, start) = leb(&component, at);
-        let name = String::from_utf8_lossy(&component[start..start + len]).into_owned();
-        let kind = component[start + len];
-        let (index, next) = leb(&component, start + len + 1);
-        at = next;
-        if kind == 0 && name.ends_with("#[method]verifier.check") {
-            check = Some(index);
-        }
-    }
-    let check = check.expect("the engine exports verifier.check");
-    let (code, _) = payload(10);
-    let (_, mut at) = leb(&component, code);
-    for _ in imported_functions..check {
-        let (size, start) = leb(&component, at);
-        at = start + size;
-    }
-    let (size, body) = leb(&component, at);
-    let (groups, mut instructions) = leb(&component, body);
-    for _ in 0..groups {
-        instructions = leb(&component, instructions).1 + 1; // count, valtype
-    }
-    let end = body + size - 1;
-    assert_eq!(component[end], 0x0b, "a body ends with `end`");
-    component[instructions..end].fill(0x00);
+    let instructions = target.expect("a core module exports verifier.check");
+    assert_eq!(component[instructions.end], 0x0b, "a body ends with `end`");
+    component[instructions].fill(0x00);
     component
 }
 

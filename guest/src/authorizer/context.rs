@@ -3,8 +3,12 @@
 
 use super::schema_types::CedarType;
 use cedar_policy::{Context, EntityId, EntityUid, RestrictedExpression};
+// Cedar's own value type: engine facts become context values without a detour through
+// expressions (`ContextPlan::build`). Pinned with cedar-policy (=4.14.0).
+use cedar_policy_core::ast::{self, Value as CedarValue};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Entity type of users (the token's `sub`).
 pub const USER_TYPE: &str = "User";
@@ -159,14 +163,28 @@ impl ContextPlan {
     /// typed by construction (and were checked against the schema at load), caller input is
     /// checked attribute by attribute, with errors that name the attribute
     /// (`input.celsius must be a Long`).
+    ///
+    /// Engine values become Cedar values directly: going through `RestrictedExpression`s, which
+    /// Cedar then evaluates back into values, was a fifth of a call's work in wasm. The caller's
+    /// `input` still goes through Cedar's evaluation, which checks extension literals.
     pub fn build(&self, facts: &ContextFacts, input: Option<&Value>, names: &super::TypeNames) -> Result<Context, String> {
-        let empty = Value::Object(Map::new());
-        let mut pairs = Vec::with_capacity(self.declared.len());
+        let mut attrs = BTreeMap::new();
         for (name, ty) in &self.declared {
-            let expr = if name == INPUT { restricted(input.unwrap_or(&empty), ty, name, names)? } else { supplied(facts, name, ty, names)? };
-            pairs.push((name.clone(), expr));
+            let value = if name == INPUT { input_value(input, ty, names)? } else { supplied(facts, None, name, ty, names)? };
+            attrs.insert(name.as_str().into(), value);
         }
-        Context::from_pairs(pairs).map_err(|e| e.to_string())
+        Ok(Context::from(ast::Context::Value(Arc::new(attrs))))
+    }
+}
+
+/// The caller's `input` as a Cedar value, evaluated by Cedar.
+fn input_value(input: Option<&Value>, ty: &CedarType, names: &super::TypeNames) -> Result<CedarValue, String> {
+    let empty = Value::Object(Map::new());
+    let expr = restricted(input.unwrap_or(&empty), ty, INPUT, names)?;
+    let context = Context::from_pairs([(INPUT.to_owned(), expr)]).map_err(|e| e.to_string())?;
+    match context.as_ref() {
+        ast::Context::Value(attrs) => attrs.get(INPUT).cloned().ok_or_else(|| format!("`{INPUT}` is missing")),
+        ast::Context::RestrictedResidual(_) => Err(format!("`{INPUT}` is not a value")),
     }
 }
 
@@ -180,63 +198,69 @@ enum Fact<'a> {
     User(&'a str),
 }
 
-fn fact<'a>(facts: &'a ContextFacts, path: &str) -> Option<Fact<'a>> {
-    Some(match path {
-        "user" => Fact::User(&facts.user),
-        "scopes" => Fact::Strings(&facts.scopes),
-        "delegation.depth" => Fact::Long(i64::try_from(facts.chain.len()).unwrap_or(i64::MAX)),
-        "delegation.chain" => Fact::Strings(&facts.chain),
-        "delegation.actors" => Fact::Actors(&facts.chain),
-        "token.issuer" => Fact::Str(&facts.issuer),
-        "token.id" => Fact::Str(&facts.token_id),
-        "token.client_id" => Fact::Str(&facts.client_id),
-        "token.age_secs" => Fact::Long(facts.age_secs),
-        "token.lifetime_secs" => Fact::Long(facts.lifetime_secs),
-        "token.expires_in_secs" => Fact::Long(facts.expires_in_secs),
-        "proof.bound" => Fact::Bool(facts.proof_bound),
-        "proof.method" => Fact::Str(&facts.method),
-        "proof.uri" => Fact::Str(&facts.uri),
-        "proof.key" => Fact::Str(&facts.key),
-        "agent.verified" => Fact::Bool(facts.agent_verified),
-        "agent.trust_domain" => Fact::Str(&facts.trust_domain),
-        "agent.id" => Fact::Str(&facts.agent_id),
+/// The fact at `parent.name` (or at `name`, top level).
+fn fact<'a>(facts: &'a ContextFacts, parent: Option<&str>, name: &str) -> Option<Fact<'a>> {
+    Some(match (parent, name) {
+        (None, "user") => Fact::User(&facts.user),
+        (None, "scopes") => Fact::Strings(&facts.scopes),
+        (Some("delegation"), "depth") => Fact::Long(i64::try_from(facts.chain.len()).unwrap_or(i64::MAX)),
+        (Some("delegation"), "chain") => Fact::Strings(&facts.chain),
+        (Some("delegation"), "actors") => Fact::Actors(&facts.chain),
+        (Some("token"), "issuer") => Fact::Str(&facts.issuer),
+        (Some("token"), "id") => Fact::Str(&facts.token_id),
+        (Some("token"), "client_id") => Fact::Str(&facts.client_id),
+        (Some("token"), "age_secs") => Fact::Long(facts.age_secs),
+        (Some("token"), "lifetime_secs") => Fact::Long(facts.lifetime_secs),
+        (Some("token"), "expires_in_secs") => Fact::Long(facts.expires_in_secs),
+        (Some("proof"), "bound") => Fact::Bool(facts.proof_bound),
+        (Some("proof"), "method") => Fact::Str(&facts.method),
+        (Some("proof"), "uri") => Fact::Str(&facts.uri),
+        (Some("proof"), "key") => Fact::Str(&facts.key),
+        (Some("agent"), "verified") => Fact::Bool(facts.agent_verified),
+        (Some("agent"), "trust_domain") => Fact::Str(&facts.trust_domain),
+        (Some("agent"), "id") => Fact::Str(&facts.agent_id),
         _ => return None,
     })
 }
 
 /// An engine-supplied attribute as a Cedar value, restricted to what `ty` declares. The load-time
-/// check (`compatible`) guarantees every declared path exists with this type.
-fn supplied(facts: &ContextFacts, path: &str, ty: &CedarType, names: &super::TypeNames) -> Result<RestrictedExpression, String> {
+/// check (`compatible`) guarantees every declared path exists with this type; the supplied
+/// records nest one level (`token.issuer`), and `delegation.actors` holds records of its own.
+fn supplied(facts: &ContextFacts, parent: Option<&str>, name: &str, ty: &CedarType, names: &super::TypeNames) -> Result<CedarValue, String> {
+    let path = || parent.map_or_else(|| name.to_owned(), |p| format!("{p}.{name}"));
     if let CedarType::Record(attrs) = ty {
+        if parent.is_some() {
+            return Err(format!("`{}` is not supplied by agentgate", path()));
+        }
         let fields = attrs
             .iter()
-            .map(|(name, (attr_ty, _))| Ok((name.clone(), supplied(facts, &format!("{path}.{name}"), attr_ty, names)?)))
+            .map(|(field, (attr_ty, _))| Ok((field.as_str(), supplied(facts, Some(name), field, attr_ty, names)?)))
             .collect::<Result<Vec<_>, String>>()?;
-        return RestrictedExpression::new_record(fields).map_err(|e| format!("`{path}`: {e}"));
+        return Ok(CedarValue::record(fields, None));
     }
-    let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
-    match fact(facts, path).ok_or_else(|| format!("`{path}` is not supplied by agentgate"))? {
+    let string = |s: &str| CedarValue::from(s);
+    match fact(facts, parent, name).ok_or_else(|| format!("`{}` is not supplied by agentgate", path()))? {
         Fact::Str(s) => Ok(string(s)),
-        Fact::Long(n) => Ok(RestrictedExpression::new_long(n)),
-        Fact::Bool(b) => Ok(RestrictedExpression::new_bool(b)),
-        Fact::Strings(items) => Ok(RestrictedExpression::new_set(items.iter().map(|s| string(s)))),
+        Fact::Long(n) => Ok(CedarValue::from(n)),
+        Fact::Bool(b) => Ok(CedarValue::from(b)),
+        Fact::Strings(items) => Ok(CedarValue::set(items.iter().map(|s| string(s)), None)),
         Fact::Actors(chain) => {
-            let CedarType::Set(element) = ty else { return Err(format!("`{path}` must be a set")) };
-            let CedarType::Record(attrs) = element.as_ref() else { return Err(format!("`{path}` must be a set of records")) };
+            let CedarType::Set(element) = ty else { return Err(format!("`{}` must be a set", path())) };
+            let CedarType::Record(attrs) = element.as_ref() else { return Err(format!("`{}` must be a set of records", path())) };
             let actors = chain.iter().enumerate().map(|(i, id)| {
                 let position = i64::try_from(i + 1).unwrap_or(i64::MAX);
-                let fields = attrs.keys().filter_map(|name| match name.as_str() {
-                    "id" => Some((name.clone(), string(id))),
-                    "position" => Some((name.clone(), RestrictedExpression::new_long(position))),
+                let fields = attrs.keys().filter_map(|field| match field.as_str() {
+                    "id" => Some((field.as_str(), string(id))),
+                    "position" => Some((field.as_str(), CedarValue::from(position))),
                     _ => None,
                 });
-                RestrictedExpression::new_record(fields).map_err(|e| format!("`{path}`: {e}"))
+                CedarValue::record(fields, None)
             });
-            Ok(RestrictedExpression::new_set(actors.collect::<Result<Vec<_>, String>>()?))
+            Ok(CedarValue::set(actors, None))
         }
         Fact::User(id) => {
             let user = names.get(USER_TYPE).ok_or("the schema has no `User` type")?;
-            Ok(RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(user, EntityId::new(id))))
+            Ok(CedarValue::from(ast::EntityUID::from(EntityUid::from_type_name_and_id(user, EntityId::new(id)))))
         }
     }
 }

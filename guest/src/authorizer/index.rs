@@ -39,6 +39,7 @@
 
 use cedar_policy::{ActionConstraint, Effect, Entities, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint, ResourceConstraint};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// A principal or resource scope constraint.
 #[derive(Debug, Clone)]
@@ -179,8 +180,22 @@ pub enum Selection {
     /// Every policy (or every permit): most of the set matches, so building a smaller set would
     /// cost more than evaluating the rest.
     All,
-    /// Just these.
-    Some(Box<PolicySet>),
+    /// Just these (shared with the other calls that select the same policies).
+    Some(Arc<PolicySet>),
+}
+
+/// The most policies the sets kept for reuse may hold together (a set of 10,000 policies selects a
+/// few per call; the bound keeps hostile scope variety from growing memory).
+const BUILT_SETS_BUDGET: usize = 16_384;
+
+/// Sets built for earlier calls, by the positions they hold. Calls repeat a few scope shapes, and
+/// building a set clones each policy (its text too): for a small set that cost more than
+/// evaluating the policies did.
+#[derive(Debug, Default)]
+struct BuiltSets {
+    sets: HashMap<(bool, Vec<u32>), Arc<PolicySet>>,
+    /// Policies held by `sets`, summed.
+    policies: usize,
 }
 
 /// The policy set indexed by scope.
@@ -193,6 +208,7 @@ pub struct PolicyIndex {
     principal: Buckets,
     action: Buckets,
     resource: Buckets,
+    built: Mutex<BuiltSets>,
 }
 
 impl PolicyIndex {
@@ -264,6 +280,11 @@ impl PolicyIndex {
         found
     }
 
+    /// How many policies of the whole set this request's scope matches (what `explain` reports).
+    pub fn matching_count(&self, request: &ScopeRequest<'_>) -> usize {
+        self.matching(request, false).len()
+    }
+
     /// The policies Cedar must evaluate for this request to give exactly its answer over the whole
     /// set (or over its permits alone, with `permits_only`), and how many that is.
     pub fn select(&self, request: &ScopeRequest<'_>, permits_only: bool) -> (Selection, usize) {
@@ -273,17 +294,32 @@ impl PolicyIndex {
         if found.len() * 2 > whole {
             return (Selection::All, found.len());
         }
+        let count = found.len();
+        let key = (permits_only, found);
+        if let Some(set) = self.built.lock().ok().and_then(|built| built.sets.get(&key).cloned()) {
+            return (Selection::Some(set), count);
+        }
         let mut set = PolicySet::new();
-        for at in &found {
+        for at in &key.1 {
             if let Some(entry) = self.entries.get(*at as usize) {
                 // Ids are unique in the indexed set, so adding cannot fail; were it to, the whole
                 // set is the safe answer.
                 if set.add(entry.policy.clone()).is_err() {
-                    return (Selection::All, found.len());
+                    return (Selection::All, count);
                 }
             }
         }
-        (Selection::Some(Box::new(set)), found.len())
+        let set = Arc::new(set);
+        if let Ok(mut built) = self.built.lock() {
+            if built.policies + count > BUILT_SETS_BUDGET {
+                *built = BuiltSets::default();
+            }
+            if count <= BUILT_SETS_BUDGET {
+                built.policies += count;
+                built.sets.insert(key, Arc::clone(&set));
+            }
+        }
+        (Selection::Some(set), count)
     }
 }
 
@@ -365,5 +401,8 @@ mod tests {
         assert_eq!(n, 1);
         let Selection::Some(set) = selection else { panic!("one of two is not past half") };
         assert_eq!(set.policies().count(), 1);
+        // The next call with the same selection gets the same set, not a rebuilt one.
+        let Selection::Some(again) = index.select(&ScopeRequest { principal: &other, ..request }, false).0 else { panic!("same request") };
+        assert!(Arc::ptr_eq(&set, &again));
     }
 }

@@ -48,6 +48,9 @@ pub struct RuntimeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Pooling allocator with room for this many live instances (`None`: allocate on demand).
     pub pooling: Option<u32>,
+    /// Write `/tmp/perf-<pid>.map` so `perf` names the component's compiled functions
+    /// (`benches/profile_call.rs`); off in production.
+    pub perf_map: bool,
 }
 
 impl RuntimeOptions {
@@ -61,6 +64,7 @@ impl RuntimeOptions {
             memory_limit_bytes: usize::try_from(section.memory_limit_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             cache_dir: cache::default_dir(),
             pooling: None,
+            perf_map: false,
         }
     }
 }
@@ -207,6 +211,9 @@ fn new_engine(options: &RuntimeOptions) -> anyhow::Result<(Engine, EpochTicker)>
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    if options.perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(instances) = options.pooling {
         // A wasm32-wasip2 component instantiates a few core modules (the program plus adapter
         // shims), each with a table and at most one memory.
