@@ -24,7 +24,7 @@ use agentgate::wire::RequestJson;
 use agentgate::{ComponentVerifier, Runtime, RuntimeOptions};
 use agentgate_engine::authorizer::context::ContextFacts;
 use agentgate_engine::authorizer::{AuthzCall, PrincipalKind};
-use agentgate_engine::decision::Outcome;
+use agentgate_engine::decision::{Denial, Outcome};
 use agentgate_engine::{CheckRequest, Decision, EntityRef};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -68,10 +68,15 @@ pub fn entities_context(data: &[u8]) {
     let first = authorizer.authorize(&call);
     // Again: the entities come from the cache this time; the answer must not change.
     let second = authorizer.authorize(&call);
-    assert_eq!(first.as_ref().map(normalized_answer), second.as_ref().map(normalized_answer), "a second evaluation answered differently");
-    // `explain` builds the same request: if it cannot, neither could the decision.
+    assert_eq!(
+        first.as_ref().map(normalized_answer).map_err(without_help),
+        second.as_ref().map(normalized_answer).map_err(without_help),
+        "a second evaluation answered differently"
+    );
+    // `explain` builds the same request: if it cannot, neither could the decision, and for the
+    // same reason.
     if let Err(denial) = authorizer.describe(&call) {
-        assert_eq!(first.as_ref().err(), Some(&denial), "`explain` failed where the decision did not");
+        assert_eq!(first.as_ref().err().map(without_help), Some(without_help(&denial)), "`explain` failed where the decision did not");
     }
     match first {
         Ok(answer) => {
@@ -88,6 +93,14 @@ pub fn entities_context(data: &[u8]) {
 }
 
 /// An answer with its policy lists sorted (Cedar reports them from a hash set).
+/// A denial's outcome and its message without the help. With several bad attributes in one
+/// entity, Cedar 4.14 reports the first it meets in its attribute map's hash order (seeded per
+/// map), so two parses of one document can name different errors under the same message, each
+/// with its own help (the fourth campaign's find, kept in `regressions/entities_context/`).
+fn without_help(d: &Denial) -> (Outcome, String) {
+    (d.outcome, d.reason.split(" (help: ").next().unwrap_or_default().to_owned())
+}
+
 fn normalized_answer(a: &agentgate_engine::authorizer::PolicyAnswer) -> (bool, Vec<String>, Vec<String>, Option<String>) {
     let (mut policies, mut errors) = (a.policies.clone(), a.errors.clone());
     policies.sort();
