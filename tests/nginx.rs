@@ -74,6 +74,9 @@ http {{
       auth_request_set $agentgate_principal $upstream_http_x_agentgate_principal;
       auth_request_set $dpop_nonce $upstream_http_dpop_nonce;
       add_header DPoP-Nonce $dpop_nonce always;
+      auth_request_set $agentgate_receipt $upstream_http_agentgate_receipt;
+      add_header Agentgate-Receipt $agentgate_receipt always;
+      proxy_set_header Agentgate-Receipt $agentgate_receipt;
       proxy_set_header X-Agentgate-Agent $agentgate_agent;
       proxy_set_header X-Agentgate-User $agentgate_user;
       proxy_set_header X-Agentgate-Chain $agentgate_chain;
@@ -168,6 +171,50 @@ fn nginx_auth_request_in_front_of_an_upstream() {
     assert_eq!(resp.status(), 403);
 
     assert_eq!(seen.lock().unwrap().len(), 2, "the upstream saw only the two allowed calls");
+}
+
+/// Decision receipts through nginx: the upstream of an allowed call receives the allow's receipt,
+/// and the client of a call denied by policy receives the deny's (`add_header … always`).
+#[test]
+fn nginx_hands_receipts_to_the_upstream_and_to_denied_clients() {
+    if nginx_binary().is_none() {
+        assert!(std::env::var_os("CI").is_none(), "nginx is required in CI (`.ci/run` installs it)");
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
+        return;
+    }
+    let deployment = Deployment::new("", "\n[server]\nexternal_origins = [\"https://mail.example.com\"]\n\n[receipts]\nkey = \"receipt.key.jwk\"\n");
+    let key = agentgate::mint::KeyPair::generate("nginx-receipts").unwrap();
+    std::fs::write(deployment.path("receipt.key.jwk"), key.private_jwk().to_string()).unwrap();
+    let jwks = agentgate::mint::jwks(&[&key]).to_string();
+    let gate = start(&deployment);
+    let (upstream_addr, seen) = recording_upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _nginx = start_nginx(dir.path(), port, gate.addr, upstream_addr);
+    let k = keys();
+    let t = token(&k, ASSISTANT);
+    let call = |owner: &str| {
+        let uri = format!("https://mail.example.com/mailboxes/{owner}/messages");
+        agent()
+            .get(&format!("http://127.0.0.1:{port}/mailboxes/{owner}/messages"))
+            .header("Host", "mail.example.com")
+            .header("Authorization", &format!("DPoP {t}"))
+            .header("DPoP", &proof(&k, &t, &uri, None))
+            .call()
+            .unwrap()
+    };
+    assert_eq!(call("alice").status(), 200);
+    let forwarded = seen.lock().unwrap()[0].headers.get("agentgate-receipt").cloned().expect("the upstream receives the receipt");
+    let receipt = agentgate::receipts::verify::verify(&forwarded, &jwks).unwrap();
+    assert_eq!(receipt.claims["decision"], "allow");
+    assert_eq!(receipt.claims["user"], "alice");
+    assert_eq!(Some(&receipt.claims["jti"]), seen.lock().unwrap()[0].headers.get("x-agentgate-decision-id").map(|v| serde_json::json!(v)).as_ref());
+
+    let resp = call("bob");
+    assert_eq!(resp.status(), 403);
+    let receipt = agentgate::receipts::verify::verify(&header(&resp, "agentgate-receipt"), &jwks).unwrap();
+    assert_eq!((receipt.claims["decision"].as_str(), receipt.claims["outcome"].as_str()), (Some("deny"), Some("policy_denied")));
+    assert_eq!(seen.lock().unwrap().len(), 1, "the denied call never reached the upstream");
 }
 
 /// Issue 10: a fleet node whose store is down answers `unavailable` in a way nginx keeps closed:

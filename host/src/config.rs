@@ -73,6 +73,25 @@ pub struct ConfigFile {
     /// server from the resource (MCP clients).
     #[serde(default)]
     pub protected_resource: Option<ProtectedResourceSection>,
+    /// Signed decision receipts (docs/receipts.md).
+    #[serde(default)]
+    pub receipts: Option<ReceiptsSection>,
+}
+
+/// `[receipts]`: sign decisions in the host with an ES256 key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsSection {
+    /// The private JWK receipts are signed with (`agentgate mint keygen --private-out`).
+    pub key: PathBuf,
+    /// Public JWKs (or JWKS files) of keys that signed receipts before: still published at
+    /// `/.well-known/agentgate-receipt-keys`, so that those receipts keep verifying.
+    #[serde(default)]
+    pub previous_keys: Vec<PathBuf>,
+    /// Which decisions get a receipt: `allows`, `verified` (allows and the denials of calls whose
+    /// token verified; the default) or `all`.
+    #[serde(default)]
+    pub sign: crate::receipts::SignWhen,
 }
 
 fn default_policy_index() -> bool {
@@ -647,6 +666,8 @@ pub struct LoadedConfig {
     pub sources: Vec<PathBuf>,
     /// The decision APIs' bearer secret (`[server.decision_api] bearer_token_file`), if any.
     pub decision_api_secret: Option<Secret>,
+    /// The receipt signer (`[receipts]`), if receipts are on.
+    pub receipts: Option<std::sync::Arc<crate::receipts::ReceiptSigner>>,
 }
 
 impl LoadedConfig {
@@ -767,6 +788,19 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
             Some(Secret(secret))
         }
     };
+    let receipts = match &file.receipts {
+        None => None,
+        Some(section) => {
+            let (key_path, key) = read(join(dir, &section.key))?;
+            let mut previous = Vec::new();
+            for p in &section.previous_keys {
+                let (full, text) = read(join(dir, p))?;
+                previous.push((full.display().to_string(), text));
+            }
+            let signer = crate::receipts::ReceiptSigner::new(&key, &previous, section.sign).map_err(|e| ConfigError::at(&key_path, e))?;
+            Some(std::sync::Arc::new(signer))
+        }
+    };
     for cidr in &file.server.decision_api.allowed_clients {
         crate::server::origin::Cidr::parse(cidr).map_err(|e| ConfigError::at(path, format!("`[server.decision_api] allowed_clients`: {e}")))?;
     }
@@ -792,7 +826,7 @@ pub fn load_with(path: &Path, fetcher: &dyn JwksFetcher) -> Result<LoadedConfig,
         trust_json: serde_json::to_string(&trust).map_err(|e| ConfigError(e.to_string()))?,
         revocations_json,
     };
-    Ok(LoadedConfig { path: path.to_path_buf(), file, engine, revocations_path, sources, decision_api_secret })
+    Ok(LoadedConfig { path: path.to_path_buf(), file, engine, revocations_path, sources, decision_api_secret, receipts })
 }
 
 /// `dir/rel` without `.` components, so diagnostics show clean paths.

@@ -8,6 +8,7 @@ pub mod jwks_fetch;
 pub mod mint;
 pub mod native_crypto;
 pub mod policy_test;
+pub mod receipts;
 pub mod scenario;
 pub mod server;
 pub mod state;

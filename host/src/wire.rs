@@ -97,6 +97,9 @@ pub struct DecisionJson {
     /// With `insufficient_scope`: the scope that would permit the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_scope: Option<String>,
+    /// The signed decision receipt (`[receipts]`), when one was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 impl From<&Decision> for DecisionJson {
@@ -114,6 +117,7 @@ impl From<&Decision> for DecisionJson {
             key_thumbprint: d.key_thumbprint.clone(),
             dpop_nonce: d.dpop_nonce.clone(),
             required_scope: d.required_scope.clone(),
+            receipt: None,
         }
     }
 }

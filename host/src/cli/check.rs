@@ -2,6 +2,9 @@
 
 use super::{EXIT_ALLOW, EXIT_DENY, EXIT_USAGE};
 use agentgate::config;
+use agentgate::mint;
+use agentgate::receipts::digest::ConfigDigests;
+use agentgate::receipts::{ReceiptFacts, ReceiptSigner};
 use agentgate::state::LocalState;
 use agentgate::wire::{DecisionJson, RequestJson};
 use agentgate::{Decide, Engine, Runtime, RuntimeOptions};
@@ -56,7 +59,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if let Some(component) = args.component {
         let options = RuntimeOptions { component_file: Some(component), ..RuntimeOptions::default() };
         let mut verifier = Runtime::new(options, replay)?.preloaded_verifier()?;
-        return print_decisions(&requests, args.now, &mut verifier);
+        return print_decisions(&requests, args.now, &mut verifier, None);
     }
     let config_path = args.config.unwrap_or_else(super::default_config);
     let loaded = config::load(&config_path)?;
@@ -66,15 +69,33 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), replay)?;
         Box::new(runtime.verifier(&loaded.engine)?)
     };
-    print_decisions(&requests, args.now, decider.as_mut())
+    // With `[receipts]`, each decision is signed as `serve` signs it.
+    let receipts = match &loaded.receipts {
+        Some(signer) => Some((signer.as_ref(), ConfigDigests::of(&loaded.engine).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    print_decisions(&requests, args.now, decider.as_mut(), receipts.as_ref().map(|(s, d)| (*s, d)))
 }
 
-fn print_decisions(requests: &[RequestJson], now: Option<u64>, decider: &mut dyn Decide) -> anyhow::Result<u8> {
+fn print_decisions(
+    requests: &[RequestJson],
+    now: Option<u64>,
+    decider: &mut dyn Decide,
+    receipts: Option<(&ReceiptSigner, &ConfigDigests)>,
+) -> anyhow::Result<u8> {
     let mut all_allowed = true;
     for request in requests {
-        let decision = decider.decide(&request.to_check_request(now));
+        let check = request.to_check_request(now);
+        let decision = decider.decide(&check);
         all_allowed &= decision.allowed;
-        println!("{}", serde_json::to_string_pretty(&DecisionJson::from(&decision))?);
+        let receipt = match receipts {
+            Some((signer, config)) => {
+                let facts = ReceiptFacts { decision_id: &mint::random_id(), issued_at: mint::now(), request: &check, config };
+                signer.receipt(&decision, &facts).transpose().map_err(anyhow::Error::msg)?
+            }
+            None => None,
+        };
+        println!("{}", serde_json::to_string_pretty(&DecisionJson { receipt, ..DecisionJson::from(&decision) })?);
     }
     Ok(if all_allowed { EXIT_ALLOW } else { EXIT_DENY })
 }

@@ -8,6 +8,7 @@ mod explain;
 mod fmt;
 mod gateway;
 mod mint;
+mod receipt;
 mod resolve;
 mod revoke;
 mod schema;
@@ -52,6 +53,7 @@ enum Command {
     Component(component::ComponentArgs),
     Gateway(gateway::GatewayArgs),
     Mint(mint::MintArgs),
+    Receipt(receipt::ReceiptArgs),
     Resolve(resolve::ResolveArgs),
     Revoke(revoke::RevokeArgs),
     Unrevoke(revoke::UnrevokeArgs),
@@ -75,6 +77,7 @@ pub fn run() -> ExitCode {
         Command::Component(args) => component::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::Mint(args) => mint::run(args),
+        Command::Receipt(args) => receipt::run(args),
         Command::Resolve(args) => resolve::run(args),
         Command::Revoke(args) => revoke::revoke(args),
         Command::Unrevoke(args) => revoke::unrevoke(args),

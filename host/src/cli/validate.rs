@@ -1,6 +1,7 @@
 //! `agentgate validate`: check a configuration, its keys, its routes and its policies.
 
 use super::{EXIT_ALLOW, EXIT_USAGE};
+use agentgate::receipts::digest::ConfigDigests;
 use agentgate::state::LocalState;
 use agentgate::validate::{self, source_text};
 use agentgate::{Runtime, RuntimeOptions, VerifierError};
@@ -61,6 +62,8 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
             Err(e) => return Err(e.into()),
         }
     }
+    // The content hash receipts and `/healthz` show for this configuration.
+    let digests = report.config.as_ref().filter(|_| report.problems.is_empty()).and_then(|c| ConfigDigests::of(&c.engine).ok());
     match args.format {
         Format::Json => {
             let json = serde_json::json!({
@@ -68,6 +71,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
                 "ok": report.problems.is_empty(),
                 "problems": report.problems,
                 "warnings": report.warnings,
+                "digest": digests,
             });
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
@@ -103,6 +107,9 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
                     loaded.map_or(0, |c| c.file.trust_domains.len()),
                     loaded.map_or(0, |c| c.file.routes.len()),
                 );
+                if let Some(d) = &digests {
+                    println!("config digest {} (policies {}, schema {}, settings {})", d.digest, d.policies, d.schema, d.settings);
+                }
             } else {
                 eprintln!("{}: {} problem(s)", path.display(), report.problems.len());
             }

@@ -59,6 +59,9 @@ pub struct AuditLine {
     /// `X-Request-ID` of the call, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The decision's signed receipt (`[receipts]`), when one was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 /// `text` cut to at most `max` bytes (at a character boundary), marked when cut: audit lines
@@ -304,6 +307,7 @@ mod tests {
             key_thumbprint: None,
             latency_us: 1,
             request_id: None,
+            receipt: None,
         }
     }
 

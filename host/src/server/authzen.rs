@@ -6,7 +6,7 @@
 //! request JSON: `authorization`, `dpop`, `agent_identity` (raw header values), `http`
 //! (`{method, uri}` as the client sent them), `input` (caller attributes) and `entities`.
 
-use super::{Shared, decision_id, request_id};
+use super::{Recorded, Shared, decision_id, request_id};
 use crate::wire::{DecisionJson, RequestJson};
 use agentgate_engine::jose::json::{JsonError, parse_object};
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
@@ -210,7 +210,8 @@ fn check_subject(subject: Option<&Entity>, mut decision: Decision) -> Decision {
 }
 
 /// §5.5: the response for one decision.
-fn decision_body(decision: &Decision, id: &str) -> Value {
+fn decision_body(recorded: &Recorded, id: &str) -> Value {
+    let decision = &recorded.decision;
     let mut body = json!({
         "decision": decision.allowed,
         "context": {
@@ -227,6 +228,9 @@ fn decision_body(decision: &Decision, id: &str) -> Value {
     if let (Some(nonce), Some(Value::Object(context))) = (&decision.dpop_nonce, body.get_mut("context")) {
         context.insert("dpop_nonce".into(), json!(nonce));
     }
+    if let (Some(receipt), Some(Value::Object(context))) = (&recorded.receipt, body.get_mut("context")) {
+        context.insert("receipt".into(), json!(receipt));
+    }
     body
 }
 
@@ -241,11 +245,12 @@ pub async fn evaluation(State(state): State<Shared>, headers: HeaderMap, body: B
         Err(e) => return bad_request(e),
     };
     let rid = request_id(&headers);
+    let deployment = state.deployment();
     let (decision, latency) = match state.audit_denial() {
         Some(denial) => (denial, std::time::Duration::ZERO),
         None => {
-            let (state2, req2) = (state.clone(), request.clone());
-            let result = tokio::task::spawn_blocking(move || state2.deployment().decide(&req2)).await;
+            let (deployment2, req2) = (Arc::clone(&deployment), request.clone());
+            let result = tokio::task::spawn_blocking(move || deployment2.decide(&req2)).await;
             match result {
                 Ok(r) => r,
                 Err(e) => (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO),
@@ -254,8 +259,8 @@ pub async fn evaluation(State(state): State<Shared>, headers: HeaderMap, body: B
     };
     let decision = check_subject(evaluation.subject.as_ref(), decision);
     let id = decision_id();
-    let decision = state.record("authzen", &request, decision, latency, &id, rid.as_deref());
-    axum::Json(decision_body(&decision, &id)).into_response()
+    let recorded = state.record(&deployment, "authzen", &request, decision, latency, &id, rid.as_deref());
+    axum::Json(decision_body(&recorded, &id)).into_response()
 }
 
 /// `POST /access/v1/evaluations`.
@@ -264,7 +269,8 @@ pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: 
         Ok(b) => b,
         Err(e) => return bad_request(format!("malformed evaluations request: {e}")),
     };
-    let max = state.deployment().config.file.server.max_batch_items;
+    let deployment = state.deployment();
+    let max = deployment.config.file.server.max_batch_items;
     let count = batch.evaluations.as_ref().map_or(0, Vec::len);
     if count > max {
         let message = format!("`evaluations` has {count} items, over the limit of {max} (`[server] max_batch_items`)");
@@ -283,7 +289,7 @@ pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: 
     let valid_index: Vec<usize> = prepared.iter().enumerate().filter(|(_, p)| p.is_ok()).map(|(i, _)| i).collect();
     let rid = request_id(&headers);
     let sem = semantic.clone();
-    let state2 = state.clone();
+    let deployment2 = Arc::clone(&deployment);
     let batch2 = Arc::clone(&batch);
     let audit_denial = state.audit_denial();
     // Items run in order on one instance; the semantic may stop the batch early (§7.1.2).
@@ -292,7 +298,7 @@ pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: 
         None => tokio::task::spawn_blocking(move || {
             let single = Evaluation::default();
             let subjects: Vec<Option<&Entity>> = members(&batch2, &single).into_iter().map(|m| m.subject).collect();
-            state2.deployment().decide_all(&valid, |i, d| {
+            deployment2.decide_all(&valid, |i, d| {
                 let subject = valid_index.get(i).and_then(|at| subjects.get(*at)).copied().flatten();
                 let allowed = check_subject(subject, d.clone()).allowed;
                 match sem.as_str() {
@@ -314,13 +320,13 @@ pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: 
                 let Some((decision, latency)) = decided.next() else { break };
                 let decision = check_subject(evaluation.subject, decision);
                 let id = decision_id();
-                let decision = state.record("authzen", request, decision, latency, &id, rid.as_deref());
+                let recorded = state.record(&deployment, "authzen", request, decision, latency, &id, rid.as_deref());
                 let stop = match semantic.as_str() {
-                    "deny_on_first_deny" => !decision.allowed,
-                    "permit_on_first_permit" => decision.allowed,
+                    "deny_on_first_deny" => !recorded.decision.allowed,
+                    "permit_on_first_permit" => recorded.decision.allowed,
                     _ => false,
                 };
-                out.push(decision_body(&decision, &id));
+                out.push(decision_body(&recorded, &id));
                 if stop {
                     break;
                 }
@@ -359,18 +365,20 @@ pub async fn check(State(state): State<Shared>, headers: HeaderMap, body: Bytes)
         return bad_request("`now` is only accepted by `agentgate check`");
     }
     let rid = request_id(&headers);
+    let deployment = state.deployment();
     let (decision, latency) = match state.audit_denial() {
         Some(denial) => (denial, std::time::Duration::ZERO),
         None => {
-            let (state2, req2) = (state.clone(), request.clone());
-            tokio::task::spawn_blocking(move || state2.deployment().decide(&req2))
+            let (deployment2, req2) = (Arc::clone(&deployment), request.clone());
+            tokio::task::spawn_blocking(move || deployment2.decide(&req2))
                 .await
                 .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO))
         }
     };
     let id = decision_id();
-    let decision = state.record("check", &request, decision, latency, &id, rid.as_deref());
-    let mut json = serde_json::to_value(DecisionJson::from(&decision)).unwrap_or_else(|_| json!({}));
+    let recorded = state.record(&deployment, "check", &request, decision, latency, &id, rid.as_deref());
+    let answer = DecisionJson { receipt: recorded.receipt, ..DecisionJson::from(&recorded.decision) };
+    let mut json = serde_json::to_value(answer).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut json {
         m.insert("decision_id".into(), json!(id));
     }

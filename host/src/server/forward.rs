@@ -15,7 +15,7 @@
 //! DPoP proof must name is always one of `external_origins`.
 
 use super::http_map::{self, Dialect};
-use super::{Shared, decision_id, request_id, routes};
+use super::{Recorded, Shared, decision_id, request_id, routes};
 use crate::config::ProxyKind;
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
 use axum::extract::{ConnectInfo, Request, State};
@@ -115,7 +115,8 @@ fn original(request: &Request, prefix: &str, trusted: bool, proxy: ProxyKind) ->
 }
 
 /// The response for a decision.
-pub(super) fn respond(decision: &Decision, dialect: Dialect, challenge: &http_map::ChallengeParams, id: &str) -> Response {
+pub(super) fn respond(recorded: &Recorded, dialect: Dialect, challenge: &http_map::ChallengeParams, id: &str) -> Response {
+    let decision = &recorded.decision;
     let status = http_map::status(decision, dialect);
     let mut response = if status == StatusCode::OK {
         StatusCode::OK.into_response()
@@ -133,7 +134,17 @@ pub(super) fn respond(decision: &Decision, dialect: Dialect, challenge: &http_ma
     if decision.allowed {
         identity_headers(decision, headers);
     }
+    receipt_header(recorded.receipt.as_deref(), headers);
     response
+}
+
+/// `Agentgate-Receipt`: the decision's signed receipt, for the upstream of an allowed call and
+/// for the client of a denied one.
+pub(super) fn receipt_header(receipt: Option<&str>, headers: &mut HeaderMap) {
+    // A compact JWS is base64url and dots: always a valid header value.
+    if let Some(value) = receipt.and_then(|r| HeaderValue::from_str(r).ok()) {
+        headers.insert("agentgate-receipt", value);
+    }
 }
 
 /// Who is calling for whom, for the upstream of an allowed call: `X-Agentgate-Agent`, `-User`,
@@ -175,7 +186,7 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
                 entities_json: None,
                 now: None,
             };
-            let denial = state.record("forward_auth", &unmapped, denial, std::time::Duration::ZERO, &id, rid.as_deref());
+            let denial = state.record(&deployment, "forward_auth", &unmapped, denial, std::time::Duration::ZERO, &id, rid.as_deref());
             return respond(&denial, dialect, &deployment.challenge, &id);
         }
     };
@@ -189,8 +200,8 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
                 .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO))
         }
     };
-    let decision = state.record("forward_auth", &check, decision, latency, &id, rid.as_deref());
-    respond(&decision, dialect, &deployment.challenge, &id)
+    let recorded = state.record(&deployment, "forward_auth", &check, decision, latency, &id, rid.as_deref());
+    respond(&recorded, dialect, &deployment.challenge, &id)
 }
 
 /// The engine request for what the proxy forwarded, or why there is none.

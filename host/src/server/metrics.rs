@@ -17,6 +17,8 @@ pub struct Metrics {
     latency_sum_ns: AtomicU64,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    receipts_signed: AtomicU64,
+    receipts_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -40,6 +42,12 @@ impl Metrics {
     /// Counts a configuration reload.
     pub fn reload(&self, ok: bool) {
         let counter = if ok { &self.reloads_ok } else { &self.reloads_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a receipt signed, or one that could not be.
+    pub fn receipt(&self, signed: bool) {
+        let counter = if signed { &self.receipts_signed } else { &self.receipts_failed };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -80,6 +88,10 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE agentgate_reloads_total counter");
         let _ = writeln!(out, "agentgate_reloads_total{{result=\"ok\"}} {}", self.reloads_ok.load(Ordering::Relaxed));
         let _ = writeln!(out, "agentgate_reloads_total{{result=\"failed\"}} {}", self.reloads_failed.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP agentgate_receipts_total Decision receipts by result (`[receipts]`).");
+        let _ = writeln!(out, "# TYPE agentgate_receipts_total counter");
+        let _ = writeln!(out, "agentgate_receipts_total{{result=\"signed\"}} {}", self.receipts_signed.load(Ordering::Relaxed));
+        let _ = writeln!(out, "agentgate_receipts_total{{result=\"failed\"}} {}", self.receipts_failed.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP agentgate_revocation_reload_failures_total Revocation list loads that failed (the last good list stayed).");
         let _ = writeln!(out, "# TYPE agentgate_revocation_reload_failures_total counter");
         let _ = writeln!(out, "agentgate_revocation_reload_failures_total {}", gauges.revocation_failures);

@@ -21,6 +21,8 @@ pub mod routes;
 use crate::component::{ComponentVerifier, Runtime, RuntimeOptions};
 use crate::config::{self, LoadedConfig, McpEntry};
 use crate::jwks_fetch::HttpsFetcher;
+use crate::receipts::ReceiptFacts;
+use crate::receipts::digest::ConfigDigests;
 use crate::state::DeploymentState;
 use agentgate_engine::{CheckRequest, Decision};
 use anyhow::Context as _;
@@ -59,6 +61,8 @@ pub struct Deployment {
     decision_api: decision_api::Guard,
     /// What the deployment's `WWW-Authenticate` challenges carry besides the decision.
     challenge: http_map::ChallengeParams,
+    /// The digests of the policies, schema and settings in force (receipts, `/healthz`).
+    digests: ConfigDigests,
 }
 
 impl Deployment {
@@ -70,6 +74,11 @@ impl Deployment {
     /// The configuration this generation was built from.
     pub fn config(&self) -> &LoadedConfig {
         &self.config
+    }
+
+    /// The digests of the configuration in force.
+    pub fn digests(&self) -> &ConfigDigests {
+        &self.digests
     }
 }
 
@@ -87,6 +96,7 @@ impl Deployment {
         let routes = routes::compile(&config.file.routes).map_err(anyhow::Error::msg)?;
         let origins = origin::Origins::new(&server.trusted_proxies, &server.external_origins).map_err(anyhow::Error::msg)?;
         let decision_api = decision_api::Guard::new(&config).map_err(anyhow::Error::msg)?;
+        let digests = ConfigDigests::of(&config.engine).map_err(anyhow::Error::msg)?;
         let mut options = RuntimeOptions::from_section(&config.file.runtime);
         options.pooling = Some(u32::try_from(server.pool_size.saturating_mul(2).max(4)).unwrap_or(u32::MAX));
         // The revocation list is the deployment state's (a live mirror behind the `state` import),
@@ -114,6 +124,7 @@ impl Deployment {
             origins,
             decision_api,
             challenge,
+            digests,
         })
     }
 
@@ -203,20 +214,38 @@ impl AppState {
         self.deployment.read().map(|d| Arc::clone(&d)).unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
-    /// Counts and audits a decision; returns the decision to answer with. Free-text fields are
-    /// clipped (`audit::MAX_FIELD_BYTES`) so a line stays bounded whatever the caller sent. With
-    /// `[audit] required`, a decision whose line cannot be queued becomes an `engine_error` deny.
+    /// Counts and audits a decision made under `deployment`, with its receipt when `[receipts]`
+    /// asks for one; returns what to answer with. Free-text fields are clipped
+    /// (`audit::MAX_FIELD_BYTES`) so a line stays bounded whatever the caller sent. With
+    /// `[audit] required`, a decision whose line cannot be queued becomes an `engine_error` deny
+    /// (without a receipt: what it would prove was not recorded).
+    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
+        deployment: &Deployment,
         api: &'static str,
         request: &CheckRequest,
         decision: Decision,
         latency: Duration,
         decision_id: &str,
         request_id: Option<&str>,
-    ) -> Decision {
+    ) -> Recorded {
         use audit::{MAX_CHAIN, MAX_FIELD_BYTES, clip};
         let field = |text: &str| clip(text, MAX_FIELD_BYTES);
+        let receipt = deployment.config.receipts.as_ref().and_then(|signer| {
+            let facts = ReceiptFacts { decision_id, issued_at: crate::mint::now(), request, config: &deployment.digests };
+            match signer.receipt(&decision, &facts)? {
+                Ok(receipt) => {
+                    self.metrics.receipt(true);
+                    Some(receipt)
+                }
+                Err(e) => {
+                    self.metrics.receipt(false);
+                    tracing::error!(decision_id, error = %e, "the decision's receipt could not be signed");
+                    None
+                }
+            }
+        });
         let queued = self.audit.write(AuditLine {
             time: audit::now_rfc3339(),
             decision_id: decision_id.to_owned(),
@@ -234,14 +263,15 @@ impl AppState {
             key_thumbprint: decision.key_thumbprint.as_deref().map(field),
             latency_us: u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
             request_id: request_id.map(str::to_owned),
+            receipt: receipt.clone(),
         });
         if !queued && self.audit.required() {
             let denial = Decision::engine_error("the audit line of this decision could not be queued and `[audit] required` is set");
             self.metrics.record(denial.outcome, latency);
-            return denial;
+            return Recorded { decision: denial, receipt: None };
         }
         self.metrics.record(decision.outcome, latency);
-        decision
+        Recorded { decision, receipt }
     }
 
     /// With `[audit] required`, the deny that replaces every decision while audit lines are being
@@ -335,6 +365,15 @@ impl AppState {
     }
 }
 
+/// A decision as answered: the decision and, with `[receipts]`, its signed receipt.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The decision.
+    pub decision: Decision,
+    /// The compact JWS receipt, when one was signed.
+    pub receipt: Option<String>,
+}
+
 /// A unique decision id: 128 random bits, base64url.
 pub fn decision_id() -> String {
     crate::mint::random_id()
@@ -412,6 +451,7 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/.well-known/authzen-configuration", get(authzen::metadata))
+        .route(crate::receipts::JWKS_PATH, get(receipt_keys))
         .route(resource_metadata::WELL_KNOWN, get(resource_metadata::metadata))
         .route(&format!("{}/{{*resource}}", resource_metadata::WELL_KNOWN), get(resource_metadata::metadata))
         .merge(decision_apis)
@@ -472,11 +512,25 @@ async fn healthz(State(state): State<Shared>) -> Response {
         "config": state.config_path.display().to_string(),
         "last_reload_error": last_error,
         "store": store.unwrap_or_else(|s| s),
+        "config_digest": d.digests,
+        "receipts": d.config.receipts.as_ref().map(|r| serde_json::json!({ "kid": r.kid(), "sign": r.sign_when().as_str() })),
     });
     if let (Some(reason), Some(object)) = (reason, body.as_object_mut()) {
         object.insert("reason".into(), serde_json::Value::String(reason));
     }
     (status, axum::Json(body)).into_response()
+}
+
+/// The receipt keys (current first, then previous) as a JWKS; 404 when receipts are off.
+async fn receipt_keys(State(state): State<Shared>) -> Response {
+    match &state.deployment().config.receipts {
+        Some(signer) => {
+            let mut response = axum::Json(signer.jwks().clone()).into_response();
+            response.headers_mut().insert("content-type", HeaderValue::from_static("application/jwk-set+json"));
+            response
+        }
+        None => (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "error": "receipts are off (`[receipts]` is not configured)" }))).into_response(),
+    }
 }
 
 async fn metrics_text(State(state): State<Shared>) -> Response {

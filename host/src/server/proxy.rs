@@ -15,9 +15,9 @@
 //!   `server/discover` on the server; `Mcp-Session-Id` passes through both ways.
 //! - Any other path: the route table, as for forward-auth.
 
-use super::forward::{all_values, header, host_denial, identity_headers};
+use super::forward::{all_values, header, host_denial, identity_headers, receipt_header};
 use super::http_map::{self, Dialect};
-use super::{Deployment, Shared, decision_id, request_id, routes};
+use super::{Deployment, Recorded, Shared, decision_id, request_id, routes};
 use crate::config::McpEntry;
 use agentgate_engine::mcp::{self, McpLimits, RpcError, code};
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
@@ -42,11 +42,11 @@ const HOP_BY_HOP: [&str; 8] = ["connection", "keep-alive", "proxy-authenticate",
 
 /// Request headers the upstream never receives: the caller's credentials (the upstream trusts
 /// agentgate's headers, and a token it never verified must not be usable behind it) and
-/// identity headers a caller could forge.
+/// identity headers and receipts a caller could forge or replay.
 fn withheld_from_upstream(name: &HeaderName) -> bool {
     let name = name.as_str();
     HOP_BY_HOP.contains(&name)
-        || matches!(name, "host" | "authorization" | "dpop" | "workload-identity-token" | "content-length")
+        || matches!(name, "host" | "authorization" | "dpop" | "workload-identity-token" | "content-length" | "agentgate-receipt")
         || name.starts_with("x-agentgate-")
 }
 
@@ -113,12 +113,12 @@ impl Call<'_> {
                 Ok(check) => check,
                 Err(reason) => return self.refuse(&request, Refusal::invalid(reason), None),
             };
-            let decision = self.decide(&check).await;
-            if !decision.allowed {
-                return self.rpc_denial(&decision, None);
+            let recorded = self.decide(&check).await;
+            if !recorded.decision.allowed {
+                return self.rpc_denial(&recorded, None);
             }
             let (parts, body) = request.into_parts();
-            return self.forward(parts.method, &parts.uri, &parts.headers, Body::new(body), &decision, false, &check).await;
+            return self.forward(parts.method, &parts.uri, &parts.headers, Body::new(body), &recorded, false, &check).await;
         }
         let limits = McpLimits { max_body_bytes: self.deployment.config().file.server.max_body_bytes, ..McpLimits::default() };
         let (parts, body) = request.into_parts();
@@ -151,13 +151,13 @@ impl Call<'_> {
             Ok(check) => check,
             Err(reason) => return self.refuse(&request, Refusal::invalid(reason), message.id.as_ref()),
         };
-        let decision = self.decide(&check).await;
-        if !decision.allowed {
-            return self.rpc_denial(&decision, message.id.as_ref());
+        let recorded = self.decide(&check).await;
+        if !recorded.decision.allowed {
+            return self.rpc_denial(&recorded, message.id.as_ref());
         }
         let (parts, _) = request.into_parts();
         let filter = message.method.as_deref() == Some("tools/list");
-        self.forward(parts.method, &parts.uri, &parts.headers, Body::from(bytes), &decision, filter, &check).await
+        self.forward(parts.method, &parts.uri, &parts.headers, Body::from(bytes), &recorded, filter, &check).await
     }
 
     /// A request to any other path: mapped by the route table.
@@ -172,15 +172,15 @@ impl Call<'_> {
             Ok(check) => check,
             Err(reason) => return self.plain_denial(&request, host_denial(Outcome::InvalidRequest, reason)),
         };
-        let decision = self.decide(&check).await;
-        if !decision.allowed {
-            return self.json_denial(&decision);
+        let recorded = self.decide(&check).await;
+        if !recorded.decision.allowed {
+            return self.json_denial(&recorded);
         }
         let max = self.deployment.config().file.server.max_body_bytes;
         let (parts, body) = request.into_parts();
         // The body streams through, cut off past `max_body_bytes`.
         let body = Body::new(http_body_util::Limited::new(body, max));
-        self.forward(parts.method, &parts.uri, &parts.headers, body, &decision, false, &check).await
+        self.forward(parts.method, &parts.uri, &parts.headers, body, &recorded, false, &check).await
     }
 
     /// The engine request for a call to `request`'s path.
@@ -226,7 +226,7 @@ impl Call<'_> {
     }
 
     /// Decides, counts and audits a call (off the async threads).
-    async fn decide(&self, check: &CheckRequest) -> Decision {
+    async fn decide(&self, check: &CheckRequest) -> Recorded {
         let (decision, latency) = match self.state.audit_denial() {
             Some(denial) => (denial, Duration::ZERO),
             None => {
@@ -236,13 +236,13 @@ impl Call<'_> {
                     .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), Duration::ZERO))
             }
         };
-        self.state.record("proxy", check, decision, latency, &self.id, self.request_id.as_deref())
+        self.state.record(self.deployment, "proxy", check, decision, latency, &self.id, self.request_id.as_deref())
     }
 
     /// Sends an allowed request to the upstream and relays the answer; a `tools/list` answer
     /// (`filter`) is read whole and filtered to the tools the caller may see.
     #[allow(clippy::too_many_arguments)]
-    async fn forward(&self, method: Method, uri: &Uri, incoming: &HeaderMap, body: Body, decision: &Decision, filter: bool, check: &CheckRequest) -> Response {
+    async fn forward(&self, method: Method, uri: &Uri, incoming: &HeaderMap, body: Body, recorded: &Recorded, filter: bool, check: &CheckRequest) -> Response {
         let target = format!("{}{}", self.upstream.trim_end_matches('/'), uri.path_and_query().map_or("/", |p| p.as_str()));
         let mut builder = hyper::Request::builder().method(method).uri(&target);
         if let Some(headers) = builder.headers_mut() {
@@ -254,7 +254,8 @@ impl Call<'_> {
             if let Some(host) = incoming.get(h::HOST) {
                 headers.insert("x-forwarded-host", host.clone());
             }
-            identity_headers(decision, headers);
+            identity_headers(&recorded.decision, headers);
+            receipt_header(recorded.receipt.as_deref(), headers);
             if let Ok(id) = HeaderValue::from_str(&self.id) {
                 headers.insert("x-agentgate-decision-id", id);
             }
@@ -307,17 +308,19 @@ impl Call<'_> {
     }
 
     /// A denied MCP call: its decision's status and challenges, a JSON-RPC error for its `id`.
-    fn rpc_denial(&self, decision: &Decision, id: Option<&Value>) -> Response {
+    fn rpc_denial(&self, recorded: &Recorded, id: Option<&Value>) -> Response {
+        let decision = &recorded.decision;
         let status = http_map::status(decision, Dialect::Standard);
         let body = mcp::denial_response(id, decision, &self.id);
         let mut response = (status, [(h::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         self.denial_headers(decision, status, response.headers_mut());
+        receipt_header(recorded.receipt.as_deref(), response.headers_mut());
         response
     }
 
     /// A denied call on another path: the forward-auth JSON body.
-    fn json_denial(&self, decision: &Decision) -> Response {
-        super::forward::respond(decision, Dialect::Standard, &self.deployment.challenge, &self.id)
+    fn json_denial(&self, recorded: &Recorded) -> Response {
+        super::forward::respond(recorded, Dialect::Standard, &self.deployment.challenge, &self.id)
     }
 
     fn denial_headers(&self, decision: &Decision, status: StatusCode, headers: &mut HeaderMap) {
@@ -337,26 +340,35 @@ impl Call<'_> {
     }
 
     fn refuse_parts(&self, method: &Method, uri: &Uri, refusal: Refusal, id: Option<&Value>) -> Response {
-        self.audit_refusal(method, uri, &refusal.message);
+        let recorded = self.audit_refusal(method, uri, &refusal.message);
         let refusal_json = mcp::Refusal { status: refusal.status.as_u16(), error: RpcError { code: refusal.code, message: refusal.message.clone() } };
         let body = mcp::refusal_response(id, &refusal_json, &self.id);
         let mut response = (refusal.status, [(h::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
         if let Ok(v) = HeaderValue::from_str(&self.id) {
             response.headers_mut().insert("x-agentgate-decision-id", v);
         }
+        receipt_header(recorded.receipt.as_deref(), response.headers_mut());
         response
     }
 
     /// A deny decided by the host on a non-MCP path.
     fn plain_denial(&self, request: &Request, denial: Decision) -> Response {
         let unmapped = unmapped(request.method(), request.uri());
-        let denial = self.state.record("proxy", &unmapped, denial, Duration::ZERO, &self.id, self.request_id.as_deref());
+        let denial = self.state.record(self.deployment, "proxy", &unmapped, denial, Duration::ZERO, &self.id, self.request_id.as_deref());
         self.json_denial(&denial)
     }
 
-    fn audit_refusal(&self, method: &Method, uri: &Uri, reason: &str) {
+    fn audit_refusal(&self, method: &Method, uri: &Uri, reason: &str) -> Recorded {
         let unmapped = unmapped(method, uri);
-        self.state.record("proxy", &unmapped, host_denial(Outcome::InvalidRequest, reason.to_owned()), Duration::ZERO, &self.id, self.request_id.as_deref());
+        self.state.record(
+            self.deployment,
+            "proxy",
+            &unmapped,
+            host_denial(Outcome::InvalidRequest, reason.to_owned()),
+            Duration::ZERO,
+            &self.id,
+            self.request_id.as_deref(),
+        )
     }
 
     fn bad_gateway(&self, reason: &str) -> Response {
