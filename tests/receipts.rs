@@ -375,3 +375,36 @@ fn reverse_proxy_mode_hands_the_receipt_upstream_and_never_a_callers_own() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].headers.get("agentgate-receipt"), None);
 }
+
+#[test]
+fn a_rotated_key_is_picked_up_on_reload_and_the_old_one_stays_published() {
+    let k = keys();
+    let t = token(&k, ASSISTANT);
+    let (d, _) = deployment("verified");
+    let r = start(&d);
+    let before = body_json(post_json(&r, "/v1/check", &check_request(&k, &t, "alice")));
+    let old_receipt = before["receipt"].as_str().unwrap().to_owned();
+
+    // The rotation as docs/receipts.md describes it: a new key, the old public key published.
+    let old: Value = serde_json::from_str(&std::fs::read_to_string(d.path("receipt.key.jwk")).unwrap()).unwrap();
+    let mut old_public = old.clone();
+    old_public.as_object_mut().unwrap().remove("d");
+    replace_file(&d.path("old.pub.jwk"), &old_public.to_string());
+    let config = std::fs::read_to_string(d.path("agentgate.toml")).unwrap();
+    replace_file(
+        &d.path("agentgate.toml"),
+        &config.replace("previous_keys = [\"previous.pub.jwk\"]", "previous_keys = [\"previous.pub.jwk\", \"old.pub.jwk\"]"),
+    );
+    let new = KeyPair::generate("receipts-next").unwrap();
+    replace_file(&d.path("receipt.key.jwk"), &new.private_jwk().to_string());
+    wait_for("the reload", std::time::Duration::from_secs(30), || healthz(&r).1["receipts"]["kid"] == "receipts-next");
+
+    let jwks = published_jwks(&r);
+    let published: Value = serde_json::from_str(&jwks).unwrap();
+    let kids: Vec<&str> = published["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, ["receipts-next", "receipts-previous", "receipts-current"]);
+    let after = body_json(post_json(&r, "/v1/check", &check_request(&k, &t, "alice")));
+    assert_eq!(verify::verify(after["receipt"].as_str().unwrap(), &jwks).unwrap().kid, "receipts-next");
+    // The receipt signed before the rotation still verifies against what is published now.
+    assert_eq!(independently_verified(&old_receipt, &jwks)["jti"], before["decision_id"]);
+}
