@@ -50,3 +50,46 @@ fn vectors_cover_every_outcome() {
         assert!(seen.contains(outcome.as_str()), "no vector expects `{outcome}`");
     }
 }
+
+/// Every vector call that reached the policies is recorded (the verified facts, no credential),
+/// survives its JSON form, and decided again from the record alone — no token, proof or clock —
+/// gives exactly the decision it got (`agentgate replay` relies on this). A call stopped before
+/// the policies has no record.
+#[test]
+fn recorded_calls_decide_again_to_the_same_decision() {
+    use agentgate_engine::recorded::RecordedCall;
+    let mut recorded_count = 0;
+    for file in vector_files() {
+        let vector = read_vector(&file);
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let config = support::load_config(&vector.config);
+        let engine = agentgate::Engine::new(&config.engine, Box::new(support::VectorState::new(vector.host_state.as_ref()))).unwrap();
+        if let Some(revocations) = &vector.revocations {
+            engine.set_revocations(&revocations.to_string()).unwrap();
+        }
+        for (i, step) in vector.steps.iter().enumerate() {
+            let (decision, recorded) = engine.check_recorded(&step.request.to_check_request(None));
+            let policy_stage = matches!(decision.outcome.as_str(), "allowed" | "policy_denied" | "insufficient_scope");
+            let Some(recorded) = recorded else {
+                assert!(!policy_stage, "{name} step {i}: `{}` without a recorded call", decision.outcome);
+                continue;
+            };
+            recorded_count += 1;
+            let json = serde_json::to_value(&recorded).unwrap();
+            let text = json.to_string();
+            for credential in [&step.request.authorization, &step.request.dpop, &step.request.agent_identity].into_iter().flatten() {
+                let token = credential.rsplit(' ').next().unwrap();
+                assert!(!text.contains(token), "{name} step {i}: a credential in the record");
+            }
+            let again = RecordedCall::parse(&json).unwrap().decide_again(engine.authorizer());
+            assert_eq!(again, decision, "{name} step {i}");
+        }
+    }
+    assert!(recorded_count >= 40, "only {recorded_count} calls reached the policies");
+
+    // Another form is refused with a reason, never guessed at.
+    let mut json = serde_json::json!({"version": 2});
+    assert_eq!(RecordedCall::parse(&json).unwrap_err(), "the call was recorded in form 2; this agentgate reads form 1");
+    json["version"] = serde_json::json!(1);
+    assert!(RecordedCall::parse(&json).unwrap_err().starts_with("the recorded call is malformed: missing field"), "{json}");
+}

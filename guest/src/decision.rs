@@ -151,6 +151,27 @@ impl Decision {
         Decision { outcome: denial.outcome, reason: denial.reason, dpop_nonce: denial.dpop_nonce, ..Decision::from_facts(verified) }
     }
 
+    /// The decision of the policies' answer for a call whose credentials gave `verified` (or of
+    /// the denial that stopped it before or at the policies).
+    pub(crate) fn of_answer(answer: Result<crate::authorizer::PolicyAnswer, Denial>, verified: VerifiedFacts) -> Self {
+        match answer {
+            Ok(answer) => Decision {
+                allowed: answer.allowed,
+                outcome: match (answer.allowed, &answer.required_scope) {
+                    (true, _) => Outcome::Allowed,
+                    (false, Some(_)) => Outcome::InsufficientScope,
+                    (false, None) => Outcome::PolicyDenied,
+                },
+                reason: answer.reason,
+                policies: answer.policies,
+                errors: answer.errors,
+                required_scope: answer.required_scope,
+                ..Decision::from_facts(verified)
+            },
+            Err(denial) => Decision::denied(denial, verified),
+        }
+    }
+
     /// An `engine_error` deny, used by hosts when the component fails.
     pub fn engine_error(reason: impl Into<String>) -> Self {
         Decision { reason: reason.into(), ..Decision::from_facts(VerifiedFacts::default()) }

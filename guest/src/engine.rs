@@ -4,6 +4,7 @@
 use crate::access_token::{self, TokenCheck, VerifiedAccessToken};
 use crate::authorizer::context::ContextFacts;
 use crate::authorizer::{Authorizer, AuthzCall, BuiltRequest, PolicyAnswer, PrincipalKind, SourceText};
+use crate::recorded::RecordedCall;
 use crate::decision::{Decision, Denial, Outcome, VerifiedFacts};
 use crate::dpop::{self, ProofCheck, VerifiedProof};
 use crate::identity::{self, VerifiedIdentity};
@@ -165,30 +166,26 @@ impl Engine {
         self.check_traced(request, None)
     }
 
+    /// Decides one call and, when it got as far as the policies, the call as it was authorized
+    /// (for a decision log and `agentgate replay`).
+    pub fn check_recorded(&self, request: &CheckRequest) -> (Decision, Option<RecordedCall>) {
+        let mut recorded = None;
+        let decision = self.decide(request, &mut None, Some(&mut recorded));
+        (decision, recorded)
+    }
+
     /// Decides one call and records what was checked.
     pub fn check_traced(&self, request: &CheckRequest, mut trace: Option<&mut Trace>) -> Decision {
+        self.decide(request, &mut trace, None)
+    }
+
+    fn decide(&self, request: &CheckRequest, trace: &mut Option<&mut Trace>, recorded: Option<&mut Option<RecordedCall>>) -> Decision {
         let mut facts = VerifiedFacts::default();
-        match self.run(request, &mut facts, &mut trace) {
-            Ok(answer) => Decision {
-                allowed: answer.allowed,
-                outcome: match (answer.allowed, &answer.required_scope) {
-                    (true, _) => Outcome::Allowed,
-                    (false, Some(_)) => Outcome::InsufficientScope,
-                    (false, None) => Outcome::PolicyDenied,
-                },
-                reason: answer.reason,
-                policies: answer.policies,
-                errors: answer.errors,
-                required_scope: answer.required_scope,
-                ..Decision::from_facts(facts)
-            },
-            Err(denial) => {
-                if let Some(t) = trace {
-                    t.steps.push((denial.outcome.as_str().to_owned(), denial.reason.clone()));
-                }
-                Decision::denied(denial, facts)
-            }
+        let result = self.run(request, &mut facts, trace, recorded);
+        if let (Err(denial), Some(t)) = (&result, trace.as_deref_mut()) {
+            t.steps.push((denial.outcome.as_str().to_owned(), denial.reason.clone()));
         }
+        Decision::of_answer(result, facts)
     }
 
     /// Which of `tools` (MCP tool names) a `tools/list` caller may see: those some call could be
@@ -204,7 +201,13 @@ impl Engine {
         }
     }
 
-    fn run(&self, req: &CheckRequest, facts: &mut VerifiedFacts, trace: &mut Option<&mut Trace>) -> Result<PolicyAnswer, Denial> {
+    fn run(
+        &self,
+        req: &CheckRequest,
+        facts: &mut VerifiedFacts,
+        trace: &mut Option<&mut Trace>,
+        recorded: Option<&mut Option<RecordedCall>>,
+    ) -> Result<PolicyAnswer, Denial> {
         let call = self.verify(req, facts, trace, true)?;
         let authz = AuthzCall {
             principal_kind: call.principal_kind,
@@ -217,6 +220,9 @@ impl Engine {
         };
         if let Some(t) = trace.as_deref_mut() {
             t.request = self.authorizer.describe(&authz).ok();
+        }
+        if let Some(slot) = recorded {
+            *slot = Some(RecordedCall::of(&authz));
         }
         self.authorizer.authorize(&authz)
     }

@@ -23,6 +23,7 @@ pub mod identity;
 pub mod jose;
 pub mod mcp;
 pub mod nonce;
+pub mod recorded;
 pub mod request;
 pub mod revocation;
 pub mod routing;

@@ -17,8 +17,10 @@ pub const AGENT_TYPE: &str = "Agent";
 /// The context attribute that carries caller-supplied attributes.
 pub const INPUT: &str = "input";
 
-/// Verified facts about one call, in the shape policies see them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Verified facts about one call, in the shape policies see them. Serialized in a decision log
+/// (`crate::recorded`): every member is required there, so a record of another shape is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ContextFacts {
     /// User id (`sub`).
     pub user: String,

@@ -80,7 +80,8 @@ impl TypeNames {
 }
 
 /// Who is asking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PrincipalKind {
     /// A user calling directly (no `act`).
     User,
