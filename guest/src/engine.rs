@@ -4,13 +4,13 @@
 use crate::access_token::{self, TokenCheck, VerifiedAccessToken};
 use crate::authorizer::context::ContextFacts;
 use crate::authorizer::{Authorizer, AuthzCall, BuiltRequest, PolicyAnswer, PrincipalKind, SourceText};
-use crate::recorded::RecordedCall;
 use crate::decision::{Decision, Denial, Outcome, VerifiedFacts};
 use crate::dpop::{self, ProofCheck, VerifiedProof};
 use crate::identity::{self, VerifiedIdentity};
 use crate::jose::es256::{RustCryptoVerifier, SignatureVerifier};
 use crate::jose::jwk::quote;
 use crate::nonce::NonceIssuer;
+use crate::recorded::RecordedCall;
 use crate::request::CheckRequest;
 use crate::revocation::{CallIds, RevocationId, RevocationList};
 use crate::settings::{DpopMode, Settings};
