@@ -93,3 +93,29 @@ fn recorded_calls_decide_again_to_the_same_decision() {
     json["version"] = serde_json::json!(1);
     assert!(RecordedCall::parse(&json).unwrap_err().starts_with("the recorded call is malformed: missing field"), "{json}");
 }
+
+/// The component records each call exactly as the native engine does (`check-recorded` in the
+/// WIT): the same decision and the same record, on every host, for every vector call.
+#[test]
+fn every_host_records_the_same_calls() {
+    for file in vector_files() {
+        let vector = read_vector(&file);
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let config = support::load_config(&vector.config);
+        let runs: Vec<Vec<_>> = support::HOSTS
+            .iter()
+            .map(|host| {
+                let mut d = support::decider_with(*host, &config, vector.host_state.as_ref());
+                if let Some(revocations) = &vector.revocations {
+                    d.set_revocations(&revocations.to_string()).unwrap();
+                }
+                vector.steps.iter().map(|s| d.decide_recorded(&s.request.to_check_request(None))).collect()
+            })
+            .collect();
+        for (host, run) in support::HOSTS.iter().zip(&runs).skip(1) {
+            for (i, (got, want)) in run.iter().zip(&runs[0]).enumerate() {
+                assert_eq!(got, want, "{name} step {i}: {host:?} and native differ");
+            }
+        }
+    }
+}

@@ -123,6 +123,14 @@ impl wit_engine::GuestVerifier for ComponentVerifier {
         to_wit(decision)
     }
 
+    fn check_recorded(&self, request: wit::CheckRequest) -> wit_engine::RecordedDecision {
+        let (decision, call) = self.engine.check_recorded(&from_wit(request));
+        // Serializing plain strings and numbers cannot fail; were it to, the decision stands
+        // and the host logs the call as unrecorded.
+        let call_json = call.and_then(|c| serde_json::to_string(&c).ok());
+        wit_engine::RecordedDecision { decision: to_wit(decision), call_json }
+    }
+
     fn visible_tools(&self, request: wit::CheckRequest, tools: Vec<String>) -> Result<Vec<bool>, wit::Decision> {
         self.engine.visible_tools(&from_wit(request), &tools).map_err(|d| to_wit(*d))
     }

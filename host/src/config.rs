@@ -76,6 +76,46 @@ pub struct ConfigFile {
     /// Signed decision receipts (docs/receipts.md).
     #[serde(default)]
     pub receipts: Option<ReceiptsSection>,
+    /// The decision log `agentgate replay` reads (docs/replay.md); off unless configured.
+    #[serde(default)]
+    pub decision_log: Option<DecisionLogSection>,
+}
+
+/// `[decision_log]`: one JSON line per decision that reached the policies, for `agentgate
+/// replay`. Read at start: a change takes effect at the next restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogSection {
+    /// The file, relative to the configuration file.
+    pub path: PathBuf,
+    /// Rotate before the file would pass this size (default 64 MiB).
+    #[serde(default = "default_log_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept: `path.1` (newest) … `path.keep` (default 5).
+    #[serde(default = "default_log_keep")]
+    pub keep: u32,
+    /// Lines queued for the writer; beyond that lines are dropped (and counted), never waited for.
+    #[serde(default = "default_log_queue")]
+    pub queue_lines: usize,
+}
+
+impl DecisionLogSection {
+    /// Where the log goes, its path taken relative to the directory of `config_path`.
+    pub fn target(&self, config_path: &Path) -> crate::decision_log::LogTarget {
+        crate::decision_log::LogTarget { path: join(config_path.parent().unwrap_or(Path::new("")), &self.path), max_bytes: self.max_bytes, keep: self.keep }
+    }
+}
+
+fn default_log_max_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+fn default_log_keep() -> u32 {
+    5
+}
+
+fn default_log_queue() -> usize {
+    16 * 1024
 }
 
 /// `[receipts]`: sign decisions in the host with an ES256 key.

@@ -3,6 +3,7 @@
 
 pub mod component;
 pub mod config;
+pub mod decision_log;
 pub mod gateway;
 pub mod jwks_fetch;
 pub mod mint;
@@ -23,6 +24,9 @@ pub use component::{ComponentVerifier, Runtime, RuntimeOptions, VerifierError};
 pub trait Decide {
     /// Decides one call.
     fn decide(&mut self, request: &CheckRequest) -> Decision;
+    /// Decides one call and gives the call as authorized when it reached the policies (for the
+    /// decision log).
+    fn decide_recorded(&mut self, request: &CheckRequest) -> (Decision, Option<agentgate_engine::recorded::RecordedCall>);
     /// Replaces the revocation list; returns the number of entries in force.
     fn set_revocations(&mut self, json: &str) -> Result<usize, String>;
 }
@@ -30,6 +34,9 @@ pub trait Decide {
 impl Decide for ComponentVerifier {
     fn decide(&mut self, request: &CheckRequest) -> Decision {
         self.check(request)
+    }
+    fn decide_recorded(&mut self, request: &CheckRequest) -> (Decision, Option<agentgate_engine::recorded::RecordedCall>) {
+        self.check_recorded(request)
     }
     fn set_revocations(&mut self, json: &str) -> Result<usize, String> {
         ComponentVerifier::set_revocations(self, json).map(|n| n as usize)
@@ -39,6 +46,9 @@ impl Decide for ComponentVerifier {
 impl Decide for Engine {
     fn decide(&mut self, request: &CheckRequest) -> Decision {
         self.check(request)
+    }
+    fn decide_recorded(&mut self, request: &CheckRequest) -> (Decision, Option<agentgate_engine::recorded::RecordedCall>) {
+        self.check_recorded(request)
     }
     fn set_revocations(&mut self, json: &str) -> Result<usize, String> {
         Engine::set_revocations(self, json)

@@ -2,6 +2,7 @@
 
 use super::{EXIT_ALLOW, EXIT_DENY, EXIT_USAGE};
 use agentgate::config;
+use agentgate::decision_log::{DecisionLog, LogEntry};
 use agentgate::mint;
 use agentgate::receipts::digest::ConfigDigests;
 use agentgate::receipts::{ReceiptFacts, ReceiptSigner};
@@ -59,7 +60,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
     if let Some(component) = args.component {
         let options = RuntimeOptions { component_file: Some(component), ..RuntimeOptions::default() };
         let mut verifier = Runtime::new(options, replay)?.preloaded_verifier()?;
-        return print_decisions(&requests, args.now, &mut verifier, None);
+        return print_decisions(&requests, args.now, &mut verifier, None, None);
     }
     let config_path = args.config.unwrap_or_else(super::default_config);
     let loaded = config::load(&config_path)?;
@@ -69,12 +70,25 @@ pub fn run(args: CheckArgs) -> anyhow::Result<u8> {
         let runtime = Runtime::new(RuntimeOptions::from_section(&loaded.file.runtime), replay)?;
         Box::new(runtime.verifier(&loaded.engine)?)
     };
+    let digests = ConfigDigests::of(&loaded.engine).map_err(anyhow::Error::msg)?;
     // With `[receipts]`, each decision is signed as `serve` signs it.
-    let receipts = match &loaded.receipts {
-        Some(signer) => Some((signer.as_ref(), ConfigDigests::of(&loaded.engine).map_err(anyhow::Error::msg)?)),
+    let receipts = loaded.receipts.as_ref().map(|signer| (signer.as_ref(), &digests));
+    // With `[decision_log]`, each decision is logged as `serve` logs it.
+    let log = match &loaded.file.decision_log {
+        Some(section) => {
+            let target = section.target(&config_path);
+            let log = DecisionLog::open(&target, requests.len().max(1)).with_context(|| format!("opening the decision log {}", target.path.display()))?;
+            Some((log, digests.digest.as_str()))
+        }
         None => None,
     };
-    print_decisions(&requests, args.now, decider.as_mut(), receipts.as_ref().map(|(s, d)| (*s, d)))
+    let code = print_decisions(&requests, args.now, decider.as_mut(), receipts, log.as_ref().map(|(l, d)| (l, *d)))?;
+    if let Some((log, _)) = &log
+        && !log.flush(std::time::Duration::from_secs(10))
+    {
+        anyhow::bail!("the decision log could not be written in 10 s");
+    }
+    Ok(code)
 }
 
 fn print_decisions(
@@ -82,15 +96,20 @@ fn print_decisions(
     now: Option<u64>,
     decider: &mut dyn Decide,
     receipts: Option<(&ReceiptSigner, &ConfigDigests)>,
+    log: Option<(&DecisionLog, &str)>,
 ) -> anyhow::Result<u8> {
     let mut all_allowed = true;
     for request in requests {
         let check = request.to_check_request(now);
-        let decision = decider.decide(&check);
+        let (decision, call) = if log.is_some() { decider.decide_recorded(&check) } else { (decider.decide(&check), None) };
         all_allowed &= decision.allowed;
+        let decision_id = mint::random_id();
+        if let (Some((log, config_digest)), Some(call)) = (log, &call) {
+            log.write(LogEntry::new(&decision_id, "cli", config_digest, &decision, call).map_err(anyhow::Error::msg)?);
+        }
         let receipt = match receipts {
             Some((signer, config)) => {
-                let facts = ReceiptFacts { decision_id: &mint::random_id(), issued_at: mint::now(), request: &check, config };
+                let facts = ReceiptFacts { decision_id: &decision_id, issued_at: mint::now(), request: &check, config };
                 signer.receipt(&decision, &facts).transpose().map_err(anyhow::Error::msg)?
             }
             None => None,

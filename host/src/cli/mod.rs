@@ -9,6 +9,7 @@ mod fmt;
 mod gateway;
 mod mint;
 mod receipt;
+mod replay;
 mod resolve;
 mod revoke;
 mod schema;
@@ -54,6 +55,7 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     Mint(mint::MintArgs),
     Receipt(receipt::ReceiptArgs),
+    Replay(replay::ReplayArgs),
     Resolve(resolve::ResolveArgs),
     Revoke(revoke::RevokeArgs),
     Unrevoke(revoke::UnrevokeArgs),
@@ -78,6 +80,7 @@ pub fn run() -> ExitCode {
         Command::Gateway(args) => gateway::run(args),
         Command::Mint(args) => mint::run(args),
         Command::Receipt(args) => receipt::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Resolve(args) => resolve::run(args),
         Command::Revoke(args) => revoke::revoke(args),
         Command::Unrevoke(args) => revoke::unrevoke(args),

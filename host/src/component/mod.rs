@@ -7,6 +7,7 @@ pub mod cache;
 pub mod preinit;
 
 use crate::config::{CryptoPlacement, RuntimeSection};
+use agentgate_engine::recorded::RecordedCall;
 use agentgate_engine::{CheckRequest, Decision, EngineConfig, SharedState};
 use anyhow::Context as _;
 use bindings::{Gate, GatePre, HostState};
@@ -337,6 +338,34 @@ impl ComponentVerifier {
                 // The instance may be in any state after a trap: never reuse it.
                 self.live = None;
                 Decision::engine_error(format!("{:#}", explain_trap(e, timeout)))
+            }
+        }
+    }
+
+    /// As `check`, and the call as it was authorized when it got as far as the policies (the
+    /// WIT's `check-recorded`), for a decision log. A trap gives an `engine_error` deny and no call.
+    pub fn check_recorded(&mut self, request: &CheckRequest) -> (Decision, Option<RecordedCall>) {
+        let timeout = self.runtime.options.call_timeout;
+        let live = match self.live_instance() {
+            Ok(live) => live,
+            Err(e) => return (Decision::engine_error(format!("the decision component could not be restarted: {e}")), None),
+        };
+        live.store.set_epoch_deadline(ticks(timeout));
+        let wit_request = bindings::request_to_wit(request);
+        let result = live.bindings.agentgate_verifier_engine().verifier().call_check_recorded(&mut live.store, live.verifier, &wit_request);
+        match result {
+            Ok(recorded) => {
+                // The component wrote the record; it is read as any record is (form and shape).
+                // Only a component of another version could write one this host cannot read.
+                let call = recorded.call_json.and_then(|json| {
+                    let parsed = serde_json::from_str::<serde_json::Value>(&json).map_err(|e| e.to_string()).and_then(|v| RecordedCall::parse(&v));
+                    parsed.map_err(|e| tracing::error!(error = %e, "the component recorded a call this host cannot read")).ok()
+                });
+                (bindings::decision_from_wit(recorded.decision), call)
+            }
+            Err(e) => {
+                self.live = None;
+                (Decision::engine_error(format!("{:#}", explain_trap(e, timeout))), None)
             }
         }
     }

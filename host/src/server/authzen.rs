@@ -6,7 +6,7 @@
 //! request JSON: `authorization`, `dpop`, `agent_identity` (raw header values), `http`
 //! (`{method, uri}` as the client sent them), `input` (caller attributes) and `entities`.
 
-use super::{Recorded, Shared, decision_id, request_id};
+use super::{Decided, Recorded, Shared, decision_id, request_id};
 use crate::wire::{DecisionJson, RequestJson};
 use agentgate_engine::jose::json::{JsonError, parse_object};
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
@@ -246,20 +246,20 @@ pub async fn evaluation(State(state): State<Shared>, headers: HeaderMap, body: B
     };
     let rid = request_id(&headers);
     let deployment = state.deployment();
-    let (decision, latency) = match state.audit_denial() {
-        Some(denial) => (denial, std::time::Duration::ZERO),
+    let decided = match state.audit_denial() {
+        Some(denial) => Decided::host(denial),
         None => {
             let (deployment2, req2) = (Arc::clone(&deployment), request.clone());
             let result = tokio::task::spawn_blocking(move || deployment2.decide(&req2)).await;
             match result {
                 Ok(r) => r,
-                Err(e) => (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO),
+                Err(e) => Decided::host(Decision::engine_error(format!("the decision task failed: {e}"))),
             }
         }
     };
-    let decision = check_subject(evaluation.subject.as_ref(), decision);
+    let decision = check_subject(evaluation.subject.as_ref(), decided.decision.clone());
     let id = decision_id();
-    let recorded = state.record(&deployment, "authzen", &request, decision, latency, &id, rid.as_deref());
+    let recorded = state.record(&deployment, "authzen", &request, decided.answered_as(decision), &id, rid.as_deref());
     axum::Json(decision_body(&recorded, &id)).into_response()
 }
 
@@ -293,8 +293,8 @@ pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: 
     let batch2 = Arc::clone(&batch);
     let audit_denial = state.audit_denial();
     // Items run in order on one instance; the semantic may stop the batch early (§7.1.2).
-    let decided: Vec<(Decision, std::time::Duration)> = match audit_denial {
-        Some(denial) => valid.iter().map(|_| (denial.clone(), std::time::Duration::ZERO)).collect(),
+    let decided: Vec<Decided> = match audit_denial {
+        Some(denial) => valid.iter().map(|_| Decided::host(denial.clone())).collect(),
         None => tokio::task::spawn_blocking(move || {
             let single = Evaluation::default();
             let subjects: Vec<Option<&Entity>> = members(&batch2, &single).into_iter().map(|m| m.subject).collect();
@@ -317,10 +317,10 @@ pub async fn evaluations(State(state): State<Shared>, headers: HeaderMap, body: 
         match prepared {
             Err(e) => out.push(json!({ "decision": false, "context": { "error": { "status": 400, "message": e } } })),
             Ok(request) => {
-                let Some((decision, latency)) = decided.next() else { break };
-                let decision = check_subject(evaluation.subject, decision);
+                let Some(one) = decided.next() else { break };
+                let decision = check_subject(evaluation.subject, one.decision.clone());
                 let id = decision_id();
-                let recorded = state.record(&deployment, "authzen", request, decision, latency, &id, rid.as_deref());
+                let recorded = state.record(&deployment, "authzen", request, one.answered_as(decision), &id, rid.as_deref());
                 let stop = match semantic.as_str() {
                     "deny_on_first_deny" => !recorded.decision.allowed,
                     "permit_on_first_permit" => recorded.decision.allowed,
@@ -366,17 +366,17 @@ pub async fn check(State(state): State<Shared>, headers: HeaderMap, body: Bytes)
     }
     let rid = request_id(&headers);
     let deployment = state.deployment();
-    let (decision, latency) = match state.audit_denial() {
-        Some(denial) => (denial, std::time::Duration::ZERO),
+    let decided = match state.audit_denial() {
+        Some(denial) => Decided::host(denial),
         None => {
             let (deployment2, req2) = (Arc::clone(&deployment), request.clone());
             tokio::task::spawn_blocking(move || deployment2.decide(&req2))
                 .await
-                .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO))
+                .unwrap_or_else(|e| Decided::host(Decision::engine_error(format!("the decision task failed: {e}"))))
         }
     };
     let id = decision_id();
-    let recorded = state.record(&deployment, "check", &request, decision, latency, &id, rid.as_deref());
+    let recorded = state.record(&deployment, "check", &request, decided, &id, rid.as_deref());
     let answer = DecisionJson { receipt: recorded.receipt, ..DecisionJson::from(&recorded.decision) };
     let mut json = serde_json::to_value(answer).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut json {

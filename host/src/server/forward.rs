@@ -15,7 +15,7 @@
 //! DPoP proof must name is always one of `external_origins`.
 
 use super::http_map::{self, Dialect};
-use super::{Recorded, Shared, decision_id, request_id, routes};
+use super::{Decided, Recorded, Shared, decision_id, request_id, routes};
 use crate::config::ProxyKind;
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
 use axum::extract::{ConnectInfo, Request, State};
@@ -186,21 +186,21 @@ pub async fn forward_auth(State(state): State<Shared>, ConnectInfo(peer_addr): C
                 entities_json: None,
                 now: None,
             };
-            let denial = state.record(&deployment, "forward_auth", &unmapped, denial, std::time::Duration::ZERO, &id, rid.as_deref());
+            let denial = state.record(&deployment, "forward_auth", &unmapped, Decided::host(denial), &id, rid.as_deref());
             return respond(&denial, dialect, &deployment.challenge, &id);
         }
     };
     drop(request);
-    let (decision, latency) = match state.audit_denial() {
-        Some(denial) => (denial, std::time::Duration::ZERO),
+    let decided = match state.audit_denial() {
+        Some(denial) => Decided::host(denial),
         None => {
             let (d2, c2) = (deployment.clone(), check.clone());
             tokio::task::spawn_blocking(move || d2.decide(&c2))
                 .await
-                .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), std::time::Duration::ZERO))
+                .unwrap_or_else(|e| Decided::host(Decision::engine_error(format!("the decision task failed: {e}"))))
         }
     };
-    let recorded = state.record(&deployment, "forward_auth", &check, decision, latency, &id, rid.as_deref());
+    let recorded = state.record(&deployment, "forward_auth", &check, decided, &id, rid.as_deref());
     respond(&recorded, dialect, &deployment.challenge, &id)
 }
 

@@ -114,6 +114,12 @@ impl Metrics {
         let _ = writeln!(out, "# HELP agentgate_audit_queue_lines Audit lines waiting for the writer.");
         let _ = writeln!(out, "# TYPE agentgate_audit_queue_lines gauge");
         let _ = writeln!(out, "agentgate_audit_queue_lines {}", gauges.audit.queued);
+        if let Some(log) = gauges.decision_log {
+            let _ = writeln!(out, "# HELP agentgate_decision_log_lines_total Decision-log lines by result (`[decision_log]`).");
+            let _ = writeln!(out, "# TYPE agentgate_decision_log_lines_total counter");
+            let _ = writeln!(out, "agentgate_decision_log_lines_total{{result=\"written\"}} {}", log.written);
+            let _ = writeln!(out, "agentgate_decision_log_lines_total{{result=\"dropped\"}} {}", log.dropped);
+        }
         out
     }
 }
@@ -129,4 +135,6 @@ pub struct Gauges {
     pub generation: u64,
     /// The audit sink's counters.
     pub audit: super::audit::AuditStats,
+    /// The decision log's counters, when `[decision_log]` is on.
+    pub decision_log: Option<crate::decision_log::LogStats>,
 }

@@ -20,10 +20,12 @@ pub mod routes;
 
 use crate::component::{ComponentVerifier, Runtime, RuntimeOptions};
 use crate::config::{self, LoadedConfig, McpEntry};
+use crate::decision_log::{DecisionLog, LogEntry};
 use crate::jwks_fetch::HttpsFetcher;
 use crate::receipts::ReceiptFacts;
 use crate::receipts::digest::ConfigDigests;
 use crate::state::DeploymentState;
+use agentgate_engine::recorded::RecordedCall;
 use agentgate_engine::{CheckRequest, Decision};
 use anyhow::Context as _;
 use audit::{Audit, AuditLine};
@@ -63,6 +65,8 @@ pub struct Deployment {
     challenge: http_map::ChallengeParams,
     /// The digests of the policies, schema and settings in force (receipts, `/healthz`).
     digests: ConfigDigests,
+    /// `[decision_log]` is on: decisions come with the call as authorized.
+    record_calls: bool,
 }
 
 impl Deployment {
@@ -113,6 +117,7 @@ impl Deployment {
             resource_metadata: config.file.protected_resource.as_ref().map(|p| p.metadata_url()).transpose().map_err(anyhow::Error::msg)?,
             dpop: config.file.dpop.mode != agentgate_engine::DpopMode::Off,
         };
+        let record_calls = config.file.decision_log.is_some();
         Ok(Deployment {
             generation,
             pool_size: server.pool_size.max(1),
@@ -125,6 +130,7 @@ impl Deployment {
             decision_api,
             challenge,
             digests,
+            record_calls,
         })
     }
 
@@ -151,7 +157,7 @@ impl Deployment {
     }
 
     /// Decides one call on an instance from the pool (`batch`: several calls sharing one proof).
-    pub fn decide_all(&self, requests: &[CheckRequest], mut stop: impl FnMut(usize, &Decision) -> bool) -> Vec<(Decision, Duration)> {
+    pub fn decide_all(&self, requests: &[CheckRequest], mut stop: impl FnMut(usize, &Decision) -> bool) -> Vec<Decided> {
         let decided = self.with_instance(|gate| {
             let batch = requests.len() > 1;
             if batch {
@@ -160,10 +166,10 @@ impl Deployment {
             let mut out = Vec::with_capacity(requests.len());
             for (index, request) in requests.iter().enumerate() {
                 let started = Instant::now();
-                let decision = gate.check(request);
-                let elapsed = started.elapsed();
+                let (decision, call) = if self.record_calls { gate.check_recorded(request) } else { (gate.check(request), None) };
+                let latency = started.elapsed();
                 let done = stop(index, &decision);
-                out.push((decision, elapsed));
+                out.push(Decided { decision, latency, call });
                 if done {
                     break;
                 }
@@ -173,12 +179,38 @@ impl Deployment {
             }
             out
         });
-        decided.unwrap_or_else(|d| requests.iter().map(|_| ((*d).clone(), Duration::ZERO)).collect())
+        decided.unwrap_or_else(|d| requests.iter().map(|_| Decided::host((*d).clone())).collect())
     }
 
     /// Decides one call.
-    pub fn decide(&self, request: &CheckRequest) -> (Decision, Duration) {
-        self.decide_all(std::slice::from_ref(request), |_, _| false).pop().unwrap_or_else(|| (Decision::engine_error("no decision was made"), Duration::ZERO))
+    pub fn decide(&self, request: &CheckRequest) -> Decided {
+        self.decide_all(std::slice::from_ref(request), |_, _| false).pop().unwrap_or_else(|| Decided::host(Decision::engine_error("no decision was made")))
+    }
+}
+
+/// A decision as the engine made it: how long it took and, with `[decision_log]`, the call as
+/// authorized when it reached the policies.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// The decision.
+    pub decision: Decision,
+    /// Time in the engine.
+    pub latency: Duration,
+    /// The call as authorized, for the decision log.
+    pub call: Option<RecordedCall>,
+}
+
+impl Decided {
+    /// A decision the host made without the engine: no engine time, nothing to log.
+    pub fn host(decision: Decision) -> Self {
+        Decided { decision, latency: Duration::ZERO, call: None }
+    }
+
+    /// The host answers `decision` instead of the engine's. The call stays logged only if the
+    /// decision is unchanged: a log line must not claim the policies decided what the host did.
+    pub fn answered_as(self, decision: Decision) -> Self {
+        let call = if decision == self.decision { self.call } else { None };
+        Decided { decision, latency: self.latency, call }
     }
 }
 
@@ -188,6 +220,8 @@ pub struct AppState {
     state: Arc<DeploymentState>,
     metrics: Metrics,
     audit: Audit,
+    /// `[decision_log]`, opened at start.
+    decision_log: Option<DecisionLog>,
     config_path: PathBuf,
     fetcher: HttpsFetcher,
     reload_lock: Mutex<()>,
@@ -215,21 +249,21 @@ impl AppState {
     }
 
     /// Counts and audits a decision made under `deployment`, with its receipt when `[receipts]`
-    /// asks for one; returns what to answer with. Free-text fields are clipped
-    /// (`audit::MAX_FIELD_BYTES`) so a line stays bounded whatever the caller sent. With
-    /// `[audit] required`, a decision whose line cannot be queued becomes an `engine_error` deny
-    /// (without a receipt: what it would prove was not recorded).
-    #[allow(clippy::too_many_arguments)]
+    /// asks for one, and logs the call with `[decision_log]`; returns what to answer with.
+    /// Free-text fields are clipped (`audit::MAX_FIELD_BYTES`) so a line stays bounded whatever
+    /// the caller sent. With `[audit] required`, a decision whose line cannot be queued becomes an
+    /// `engine_error` deny (without a receipt or a decision-log line: what they would show was
+    /// not recorded).
     pub fn record(
         &self,
         deployment: &Deployment,
         api: &'static str,
         request: &CheckRequest,
-        decision: Decision,
-        latency: Duration,
+        decided: Decided,
         decision_id: &str,
         request_id: Option<&str>,
     ) -> Recorded {
+        let Decided { decision, latency, call } = decided;
         use audit::{MAX_CHAIN, MAX_FIELD_BYTES, clip};
         let field = |text: &str| clip(text, MAX_FIELD_BYTES);
         let receipt = deployment.config.receipts.as_ref().and_then(|signer| {
@@ -271,7 +305,20 @@ impl AppState {
             return Recorded { decision: denial, receipt: None };
         }
         self.metrics.record(decision.outcome, latency);
+        if let (Some(log), Some(call)) = (&self.decision_log, &call) {
+            match LogEntry::new(decision_id, api, &deployment.digests.digest, &decision, call) {
+                Ok(entry) => {
+                    log.write(entry);
+                }
+                Err(e) => tracing::error!(decision_id, error = %e, "the decision could not be logged"),
+            }
+        }
         Recorded { decision, receipt }
+    }
+
+    /// Waits (at most `timeout`) until the decision log has written every line queued so far.
+    pub fn flush_decision_log(&self, timeout: Duration) -> bool {
+        self.decision_log.as_ref().is_none_or(|log| log.flush(timeout))
     }
 
     /// With `[audit] required`, the deny that replaces every decision while audit lines are being
@@ -316,6 +363,9 @@ impl AppState {
             if loaded.file.state != *self.state.section() || loaded.revocations_path != current.config.revocations_path {
                 anyhow::bail!("`[state]` or `revocations` changed; they take effect at the next restart");
             }
+            if loaded.file.decision_log != current.config.file.decision_log {
+                anyhow::bail!("`[decision_log]` changed; it takes effect at the next restart");
+            }
             Deployment::build(loaded, current.generation + 1, Arc::clone(&self.state))
         });
         if let Ok(mut applied) = self.applied.lock() {
@@ -356,6 +406,7 @@ impl AppState {
             revocation_failures: self.state.mirror().failed_loads(),
             generation: d.generation,
             audit: self.audit.stats(),
+            decision_log: self.decision_log.as_ref().map(DecisionLog::stats),
         }
     }
 
@@ -418,11 +469,19 @@ pub fn state(options: &ServeOptions) -> anyhow::Result<Shared> {
         relative => options.config.parent().unwrap_or(Path::new(".")).join(relative).display().to_string(),
     };
     let audit = Audit::open(&audit_path, section.queue_lines, section.required).with_context(|| format!("opening the audit log `{audit_path}`"))?;
+    let decision_log = match &deployment.config.file.decision_log {
+        None => None,
+        Some(section) => {
+            let target = section.target(&options.config);
+            Some(DecisionLog::open(&target, section.queue_lines).with_context(|| format!("opening the decision log `{}`", target.path.display()))?)
+        }
+    };
     Ok(Arc::new(AppState {
         deployment: RwLock::new(Arc::new(deployment)),
         state: shared,
         metrics: Metrics::default(),
         audit,
+        decision_log,
         config_path: options.config.clone(),
         fetcher,
         reload_lock: Mutex::new(()),
@@ -738,8 +797,13 @@ pub async fn serve_on(
     spawn_reloader(state.clone());
     tracing::info!(addr = %listener.local_addr()?, config = %state.config_path.display(), "agentgate serving");
     let limits = connections::Limits::from_section(&state.deployment().config.file.server);
-    let app = router(state);
+    let app = router(state.clone());
     connections::serve(listener, app, limits, shutdown).await;
+    // Decision-log lines still queued are written before serving ends.
+    let flushed = tokio::task::spawn_blocking(move || state.flush_decision_log(Duration::from_secs(5))).await.unwrap_or(false);
+    if !flushed {
+        tracing::error!("the decision log could not be flushed in 5 s; its last lines may be missing");
+    }
     Ok(())
 }
 

@@ -17,7 +17,7 @@
 
 use super::forward::{all_values, header, host_denial, identity_headers, receipt_header};
 use super::http_map::{self, Dialect};
-use super::{Deployment, Recorded, Shared, decision_id, request_id, routes};
+use super::{Decided, Deployment, Recorded, Shared, decision_id, request_id, routes};
 use crate::config::McpEntry;
 use agentgate_engine::mcp::{self, McpLimits, RpcError, code};
 use agentgate_engine::{CheckRequest, Credentials, Decision, EntityRef, HttpRequest, Outcome};
@@ -227,16 +227,16 @@ impl Call<'_> {
 
     /// Decides, counts and audits a call (off the async threads).
     async fn decide(&self, check: &CheckRequest) -> Recorded {
-        let (decision, latency) = match self.state.audit_denial() {
-            Some(denial) => (denial, Duration::ZERO),
+        let decided = match self.state.audit_denial() {
+            Some(denial) => Decided::host(denial),
             None => {
                 let (deployment, c) = (Arc::clone(self.deployment), check.clone());
                 tokio::task::spawn_blocking(move || deployment.decide(&c))
                     .await
-                    .unwrap_or_else(|e| (Decision::engine_error(format!("the decision task failed: {e}")), Duration::ZERO))
+                    .unwrap_or_else(|e| Decided::host(Decision::engine_error(format!("the decision task failed: {e}"))))
             }
         };
-        self.state.record(self.deployment, "proxy", check, decision, latency, &self.id, self.request_id.as_deref())
+        self.state.record(self.deployment, "proxy", check, decided, &self.id, self.request_id.as_deref())
     }
 
     /// Sends an allowed request to the upstream and relays the answer; a `tools/list` answer
@@ -354,7 +354,7 @@ impl Call<'_> {
     /// A deny decided by the host on a non-MCP path.
     fn plain_denial(&self, request: &Request, denial: Decision) -> Response {
         let unmapped = unmapped(request.method(), request.uri());
-        let denial = self.state.record(self.deployment, "proxy", &unmapped, denial, Duration::ZERO, &self.id, self.request_id.as_deref());
+        let denial = self.state.record(self.deployment, "proxy", &unmapped, Decided::host(denial), &self.id, self.request_id.as_deref());
         self.json_denial(&denial)
     }
 
@@ -364,8 +364,7 @@ impl Call<'_> {
             self.deployment,
             "proxy",
             &unmapped,
-            host_denial(Outcome::InvalidRequest, reason.to_owned()),
-            Duration::ZERO,
+            Decided::host(host_denial(Outcome::InvalidRequest, reason.to_owned())),
             &self.id,
             self.request_id.as_deref(),
         )
