@@ -3,6 +3,10 @@
 //! real, verified calls, then spread over many users and mailboxes so that a fifth of them are
 //! denied). One iteration reads, parses and decides all 100,000 lines, as the CLI does.
 //!
+//! `recording/`: what `[decision_log]` adds to a bound call (repeated token, host crypto: the
+//! build `serve` runs with `crypto = "host"`): `check` against `check-recorded`, which also
+//! returns the call as authorized (serialized in the guest, parsed by the host).
+//!
 //! `cargo bench --bench replay`; decisions/s = 100,000 / the time shown.
 
 // PANIC SAFETY: bench code.
@@ -10,10 +14,12 @@
 
 mod common;
 
+use agentgate::Decide;
+use agentgate::config::CryptoPlacement;
 use agentgate::decision_log::LogEntry;
 use agentgate::decision_log::replay::{Replayer, Report};
 use common::Fixture;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
 const LINES: usize = 100_000;
@@ -63,5 +69,27 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, replay);
+fn recording(c: &mut Criterion) {
+    let f = Fixture::mail();
+    let mut group = c.benchmark_group("recording");
+    let deciders: [(&str, Box<dyn Decide>); 2] = [("native", Box::new(f.native())), ("component_host_crypto", Box::new(f.component(CryptoPlacement::Host)))];
+    for (name, mut decider) in deciders {
+        group.bench_function(format!("{name}/check"), |b| {
+            b.iter_batched(|| f.call(), |req| assert!(decider.decide(black_box(&req)).allowed), BatchSize::SmallInput)
+        });
+        group.bench_function(format!("{name}/check_recorded"), |b| {
+            b.iter_batched(
+                || f.call(),
+                |req| {
+                    let (decision, call) = decider.decide_recorded(black_box(&req));
+                    assert!(decision.allowed && call.is_some());
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, replay, recording);
 criterion_main!(benches);

@@ -7,7 +7,7 @@ pub mod cache;
 pub mod preinit;
 
 use crate::config::{CryptoPlacement, RuntimeSection};
-use agentgate_engine::recorded::RecordedCall;
+use agentgate_engine::recorded::{RECORD_VERSION, RecordedCall};
 use agentgate_engine::{CheckRequest, Decision, EngineConfig, SharedState};
 use anyhow::Context as _;
 use bindings::{Gate, GatePre, HostState};
@@ -358,7 +358,12 @@ impl ComponentVerifier {
                 // The component wrote the record; it is read as any record is (form and shape).
                 // Only a component of another version could write one this host cannot read.
                 let call = recorded.call_json.and_then(|json| {
-                    let parsed = serde_json::from_str::<serde_json::Value>(&json).map_err(|e| e.to_string()).and_then(|v| RecordedCall::parse(&v));
+                    // This host's own form is read in one pass; anything else goes through
+                    // `parse` for its precise refusal.
+                    let parsed = match serde_json::from_str::<RecordedCall>(&json) {
+                        Ok(call) if call.version == RECORD_VERSION => Ok(call),
+                        _ => serde_json::from_str::<serde_json::Value>(&json).map_err(|e| e.to_string()).and_then(|v| RecordedCall::parse(&v)),
+                    };
                     parsed.map_err(|e| tracing::error!(error = %e, "the component recorded a call this host cannot read")).ok()
                 });
                 (bindings::decision_from_wit(recorded.decision), call)
