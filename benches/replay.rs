@@ -57,15 +57,18 @@ fn replay(c: &mut Criterion) {
     let mut group = c.benchmark_group("replay");
     group.sample_size(10);
     group.throughput(Throughput::Elements(LINES as u64));
-    group.bench_function("mail_100k_lines", |b| {
-        b.iter(|| {
-            let mut report = Report::default();
-            replayer.replay("bench", black_box(bytes.as_slice()), &mut report).unwrap();
-            assert_eq!(report.replayed, LINES as u64);
-            assert_eq!(report.transitions.allow_to_allow + report.transitions.deny_to_deny, LINES as u64, "the same policies change nothing");
-            report
-        })
-    });
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    for workers in [1, cores] {
+        group.bench_function(format!("mail_100k_lines/{workers}_threads"), |b| {
+            b.iter(|| {
+                let mut report = Report::default();
+                replayer.replay("bench", black_box(bytes.as_slice()), &mut report, workers).unwrap();
+                assert_eq!(report.replayed, LINES as u64);
+                assert_eq!(report.transitions.allow_to_allow + report.transitions.deny_to_deny, LINES as u64, "the same policies change nothing");
+                report
+            })
+        });
+    }
     group.finish();
 }
 

@@ -131,6 +131,24 @@ fn serve_logs_real_traffic_and_replay_reports_a_policy_change_exactly() {
     assert_eq!(report["changed"][1]["decision_id"], lines[1]["decision_id"]);
     assert_eq!(report["changed"][1]["new"]["policies"], json!(["mail-read-own"]));
     assert_eq!(report["changed"][0]["old"]["policies"], json!(["mail-read-own"]));
+
+    // A long log (10,001 lines: the five, 2,000 times, and a damaged line among them) gives the
+    // same report, in line order, on one thread and on three.
+    let long_path = d.path("long.jsonl");
+    let mut long = log.repeat(1000);
+    long.push_str("{damaged\n");
+    long.push_str(&log.repeat(1000));
+    std::fs::write(&long_path, long).unwrap();
+    let (code_1, one) = replay(&long_path, &changed, &["--format", "json", "--jobs", "1"]);
+    let (code_3, three) = replay(&long_path, &changed, &["--format", "json", "--jobs", "3"]);
+    assert_eq!((code_1, code_3), (1, 1));
+    assert_eq!(one, three, "the report does not depend on the number of threads");
+    let report: Value = serde_json::from_str(&three).unwrap();
+    assert_eq!(report["transitions"], json!({"allow_to_allow": 0, "allow_to_deny": 6000, "deny_to_allow": 2000, "deny_to_deny": 2000}));
+    assert_eq!(report["unreplayable"][0]["line"], 5001);
+    let lines_listed: Vec<u64> = report["changed"].as_array().unwrap().iter().map(|c| c["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines_listed.len(), 8000);
+    assert!(lines_listed.windows(2).all(|w| w[0] < w[1]), "changed calls are listed in line order");
 }
 
 #[test]

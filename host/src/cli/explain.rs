@@ -1,12 +1,13 @@
 //! `agentgate explain`: a decision and why.
 
+use super::Format;
 use super::{EXIT_ALLOW, EXIT_DENY, EXIT_USAGE};
 use agentgate::config;
 use agentgate::state::LocalState;
 use agentgate::wire::{DecisionJson, RequestJson};
 use agentgate_engine::{Engine, Trace};
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -28,15 +29,6 @@ pub struct ExplainArgs {
     format: Format,
     /// Request JSON file, or `-` for standard input.
     request: PathBuf,
-}
-
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Human-readable.
-    Text,
-    /// Machine-readable JSON.
-    Json,
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<u8> {

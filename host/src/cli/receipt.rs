@@ -1,11 +1,12 @@
 //! `agentgate receipt verify`: check a signed decision receipt.
 
+use super::Format;
 use super::{EXIT_ALLOW, EXIT_DENY, EXIT_USAGE};
 use agentgate::jwks_fetch::HttpsFetcher;
 use agentgate::receipts::verify::{self, VerifiedReceipt};
 use agentgate::wire::RequestJson;
 use anyhow::Context as _;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -45,12 +46,6 @@ struct VerifyArgs {
     /// `text` or `json`.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
 }
 
 pub fn run(args: ReceiptArgs) -> anyhow::Result<u8> {

@@ -1,9 +1,10 @@
 //! `agentgate replay`: decide logged calls again under a new configuration's policies.
 
+use super::Format;
 use agentgate::config;
 use agentgate::decision_log::replay::{Replayer, Report};
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::io::BufReader;
 use std::path::PathBuf;
 
@@ -28,22 +29,20 @@ pub struct ReplayArgs {
     /// `text` or `json`.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
+    /// Threads deciding lines side by side (default: one per core). The report is the same.
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<u8> {
     let loaded = config::load(&args.config)?;
     let replayer = Replayer::new(&loaded.engine.policies, &loaded.engine.schema).map_err(anyhow::Error::msg)?;
+    let workers = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let mut report = Report::default();
     for log in &args.logs {
         let file = std::fs::File::open(log).with_context(|| format!("opening the decision log {}", log.display()))?;
         let source = log.display().to_string();
-        replayer.replay(&source, BufReader::new(file), &mut report).with_context(|| format!("reading the decision log {source}"))?;
+        replayer.replay(&source, BufReader::new(file), &mut report, workers).with_context(|| format!("reading the decision log {source}"))?;
     }
     match args.format {
         Format::Text => print!("{}", report.render_text()),

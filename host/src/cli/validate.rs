@@ -1,12 +1,13 @@
 //! `agentgate validate`: check a configuration, its keys, its routes and its policies.
 
+use super::Format;
 use super::{EXIT_ALLOW, EXIT_USAGE};
 use agentgate::receipts::digest::ConfigDigests;
 use agentgate::state::LocalState;
 use agentgate::validate::{self, source_text};
 use agentgate::{Runtime, RuntimeOptions, VerifierError};
 use agentgate_engine::authorizer::diagnostics::Problem;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use miette::{GraphicalReportHandler, GraphicalTheme, NamedSource, SourceSpan};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,15 +24,6 @@ pub struct ValidateArgs {
     /// `text` (diagnostics with snippets on stderr) or `json` (a report on stdout).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Human-readable diagnostics.
-    Text,
-    /// Machine-readable JSON.
-    Json,
 }
 
 /// A problem as a miette diagnostic, for the graphical renderer.

@@ -20,6 +20,9 @@ use std::io::BufRead;
 /// How many changed calls and unreplayable lines a report keeps in full; the counts go on.
 pub const MAX_LISTED: usize = 10_000;
 
+/// Lines one worker decides at a time.
+const CHUNK_LINES: usize = 2048;
+
 /// The policies the calls are decided again with.
 pub struct Replayer {
     authorizer: Authorizer,
@@ -130,6 +133,22 @@ impl Report {
         }
     }
 
+    /// Adds `later`, the report of the lines after this one's.
+    fn absorb(&mut self, later: Report) {
+        self.replayed += later.replayed;
+        let (t, l) = (&mut self.transitions, later.transitions);
+        t.allow_to_allow += l.allow_to_allow;
+        t.allow_to_deny += l.allow_to_deny;
+        t.deny_to_allow += l.deny_to_allow;
+        t.deny_to_deny += l.deny_to_deny;
+        self.same_decision_other_policies += later.same_decision_other_policies;
+        let room = MAX_LISTED.saturating_sub(self.changed.len());
+        self.changed.extend(later.changed.into_iter().take(room));
+        let room = MAX_LISTED.saturating_sub(self.unreplayable.len());
+        self.unreplayable.extend(later.unreplayable.into_iter().take(room));
+        self.unreplayable_count += later.unreplayable_count;
+    }
+
     fn unreplayable(&mut self, source: &str, line: u64, decision_id: Option<&str>, error: String) {
         self.unreplayable_count += 1;
         if self.unreplayable.len() < MAX_LISTED {
@@ -192,18 +211,48 @@ impl Replayer {
         Ok(Replayer { authorizer: Authorizer::new(policies, schema)? })
     }
 
-    /// Replays every line of `reader` (named `source` in the report) into `report`. Only an error
-    /// reading the input stops it; every bad line is reported and the rest go on.
-    pub fn replay(&self, source: &str, reader: impl BufRead, report: &mut Report) -> std::io::Result<()> {
-        for (index, line) in reader.lines().enumerate() {
-            let line_no = index as u64 + 1;
-            let text = line?;
-            if text.trim().is_empty() {
+    /// Replays every line of `reader` (named `source` in the report) into `report`, on `workers`
+    /// threads (the report is the same for any number). Only an error reading the input stops
+    /// it; every bad line is reported and the rest go on.
+    pub fn replay(&self, source: &str, reader: impl BufRead, report: &mut Report, workers: usize) -> std::io::Result<()> {
+        let workers = workers.max(1);
+        let mut lines = reader.lines();
+        let mut line_no = 0u64;
+        loop {
+            // A batch of `workers` chunks, decided side by side and reported in line order.
+            let mut batch: Vec<(u64, String)> = Vec::with_capacity(workers * CHUNK_LINES);
+            while batch.len() < workers * CHUNK_LINES {
+                let Some(line) = lines.next() else { break };
+                line_no += 1;
+                batch.push((line_no, line?));
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            if batch.len() <= CHUNK_LINES {
+                report.absorb(self.replay_chunk(source, &batch));
                 continue;
             }
-            self.replay_line(source, line_no, &text, report);
+            let parts = std::thread::scope(|scope| {
+                let running: Vec<_> = batch.chunks(CHUNK_LINES).map(|chunk| scope.spawn(move || self.replay_chunk(source, chunk))).collect();
+                running.into_iter().map(|worker| worker.join()).collect::<Result<Vec<Report>, _>>()
+            });
+            // A worker that panicked would lose its lines: stop rather than skip them.
+            let parts = parts.map_err(|_| std::io::Error::other("a replay worker failed; the report would be incomplete"))?;
+            for part in parts {
+                report.absorb(part);
+            }
         }
-        Ok(())
+    }
+
+    fn replay_chunk(&self, source: &str, lines: &[(u64, String)]) -> Report {
+        let mut report = Report::default();
+        for (line_no, text) in lines {
+            if !text.trim().is_empty() {
+                self.replay_line(source, *line_no, text, &mut report);
+            }
+        }
+        report
     }
 
     /// Replays one line.
