@@ -1,6 +1,7 @@
 //! agentgate's host: runs the decision component under wasmtime, reads configuration, and offers
 //! the CLI and HTTP service. The engine itself lives in the component (`agentgate-engine`).
 
+pub mod analyze;
 pub mod component;
 pub mod config;
 pub mod decision_log;

@@ -1,5 +1,6 @@
 //! Subcommands. One struct per subcommand; every flag documented so `--help` is enough.
 
+mod analyze;
 mod bundle;
 mod check;
 mod component;
@@ -28,6 +29,15 @@ pub const EXIT_DENY: u8 = 1;
 /// Exit status: unusable configuration or malformed input.
 pub const EXIT_USAGE: u8 = 2;
 
+/// How a subcommand prints its result (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable.
+    Text,
+    /// Machine-readable JSON.
+    Json,
+}
+
 /// agentgate: verify and authorize every call an AI agent makes on a user's behalf.
 ///
 /// Access tokens (RFC 9068, ES256) delegated user → agent (RFC 8693 `act`), DPoP proofs
@@ -43,6 +53,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Serve(serve::ServeArgs),
+    Analyze(analyze::AnalyzeArgs),
     Check(check::CheckArgs),
     Validate(validate::ValidateArgs),
     Test(test::TestArgs),
@@ -68,6 +79,7 @@ pub fn run() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Analyze(args) => analyze::run(args),
         Command::Check(args) => check::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Test(args) => test::run(args),

@@ -1,0 +1,73 @@
+//! `agentgate analyze`: prove things about policy sets with Cedar's symbolic compiler.
+
+use super::{EXIT_USAGE, Format};
+use agentgate::analyze::{self, diff, solver};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Prove properties of policy sets with Cedar's symbolic compiler and the SMT solver cvc5.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    #[command(subcommand)]
+    what: AnalyzeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyzeCommand {
+    /// Does NEW permit anything OLD did not (and the reverse)? Per request environment of NEW's
+    /// schema (principal type × action × resource type), with a counterexample for each
+    /// difference, confirmed by Cedar's authorizer.
+    ///
+    /// Exit status: 1 when NEW grants something OLD did not; else 2 when any question is unknown
+    /// (solver out of time, templates, a policy that does not compile) or no solver can be run;
+    /// else 0.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// The policy directory before the change (`*.cedar` and `schema.cedarschema`).
+    old: PathBuf,
+    /// The policy directory after the change; its schema defines the environments.
+    new: PathBuf,
+    /// Most time the solver gets for one question, in milliseconds; beyond it the answer is
+    /// "unknown".
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub fn run(args: AnalyzeArgs) -> anyhow::Result<u8> {
+    match args.what {
+        AnalyzeCommand::Diff(args) => diff_command(args),
+    }
+}
+
+fn diff_command(args: DiffArgs) -> anyhow::Result<u8> {
+    let load = |dir: &PathBuf| analyze::load_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()));
+    let (old, new) = (load(&args.old)?, load(&args.new)?);
+    let version = match solver::version() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("agentgate: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
+    let report = runtime.block_on(diff::diff(&old, &new, &mut solver, version));
+    match args.format {
+        Format::Text => print!("{}", report.render_text()),
+        Format::Json => {
+            let mut json = serde_json::to_value(&report)?;
+            if let Some(object) = json.as_object_mut() {
+                object.insert("exit".into(), report.exit_code().into());
+            }
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(report.exit_code())
+}
