@@ -172,3 +172,59 @@ fn a_solver_that_never_answers_is_unknown_and_no_solver_says_what_to_install() {
     assert_eq!(code, 2);
     assert!(stderr.contains("`agentgate analyze` needs the SMT solver cvc5: install it (Debian and Ubuntu: `apt-get install cvc5`"), "{stderr}");
 }
+
+#[test]
+fn lint_proves_what_can_err_never_applies_never_allows_and_what_no_one_can_do() {
+    if !solver_present() {
+        return;
+    }
+    // Every shipped set is clean: nothing can err, every policy applies and every permit can
+    // allow, every action can be performed by someone; nothing unknown.
+    for set in ["mail", "home", "mcp", "payments"] {
+        let out = Command::new(support::agentgate_bin())
+            .args(["analyze", "lint", "--format", "json"])
+            .arg(support::root().join("policies").join(set))
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{set}: {report}");
+        assert_eq!(report["findings"], serde_json::json!([]), "{set}: {report}");
+    }
+
+    // Known answers: a condition that overflows, one that cannot hold, and a `forbid` of every
+    // send, which leaves `mail-send-own` nothing to allow and no one able to send.
+    let dir = tempfile::tempdir().unwrap();
+    let flawed = mail_set(dir.path(), "flawed", |file, t| match file {
+        "mail.cedar" => {
+            t + "\n@id(\"overflow\")\npermit (principal, action == Action::\"mail:read\", resource)\nwhen { context.delegation.depth * 4611686018427387904 > 1 };\n"
+                + "\n@id(\"contradiction\")\npermit (principal, action == Action::\"mail:read\", resource)\nwhen { context.delegation.depth < 0 && context.delegation.depth > 0 };\n"
+                + "\n@id(\"no-sending\")\nforbid (principal, action == Action::\"mail:send\", resource);\n"
+        }
+        _ => t,
+    });
+    let out = Command::new(support::agentgate_bin()).args(["analyze", "lint", "--format", "json"]).arg(&flawed).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let findings = report["findings"].as_array().unwrap();
+    let kinds: Vec<(String, String)> =
+        findings.iter().map(|f| (f["kind"].as_str().unwrap().to_owned(), f["policy"].as_str().or(f["action"].as_str()).unwrap().to_owned())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("can_err", "overflow"),
+            ("can_err", "overflow"),
+            ("never_allows", "mail-send-own"),
+            ("never_applies", "contradiction"),
+            ("no_one_can_perform", "Action::\"mail:send\""),
+        ]
+        .map(|(k, p)| (k.to_owned(), p.to_owned())),
+        "{report}"
+    );
+    // The overflow is shown by Cedar itself on the solver's example, for agents and users.
+    let environments: Vec<&str> = findings.iter().filter(|f| f["kind"] == "can_err").map(|f| f["environment"].as_str().unwrap()).collect();
+    assert_eq!(environments, ["Agent, Action::\"mail:read\", Mailbox", "User, Action::\"mail:read\", Mailbox"]);
+    for f in findings.iter().filter(|f| f["kind"] == "can_err") {
+        let errors = f["example"]["errors"].as_array().unwrap();
+        assert!(errors.iter().any(|e| e.as_str().unwrap().contains("overflow")), "{f}");
+    }
+}

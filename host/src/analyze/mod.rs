@@ -4,10 +4,12 @@
 //! enters the component.
 //!
 //! `diff`: does a new policy set permit anything the old one did not (and the reverse), per
-//! request environment of the schema? `solver`: the solver process, with a time limit on every
+//! request environment of the schema? `lint`: policies that can err, never apply or never allow,
+//! and actions no one can perform. `solver`: the solver process, with a time limit on every
 //! query; a query that runs out of time is "unknown", never "safe".
 
 pub mod diff;
+pub mod lint;
 pub mod solver;
 
 use agentgate_engine::authorizer::{Authorizer, SourceText};

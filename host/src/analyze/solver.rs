@@ -60,8 +60,10 @@ impl Solver {
     fn compiler(&mut self) -> Result<&mut CedarSymCompiler<LocalSolver>, String> {
         if self.compiler.is_none() {
             let millis = self.limit.as_millis().max(1);
-            let solver =
-                LocalSolver::cvc5_with_args([format!("--tlimit-per={millis}")]).map_err(|e| format!("cannot start `{}` ({e}): {INSTALL_HINT}", program()))?;
+            // `--strings-exp`: Cedar's `like` becomes string containment, which cvc5 1.0.3 only
+            // decides with its extended string solver.
+            let args = [format!("--tlimit-per={millis}"), "--strings-exp".to_owned()];
+            let solver = LocalSolver::cvc5_with_args(args).map_err(|e| format!("cannot start `{}` ({e}): {INSTALL_HINT}", program()))?;
             self.compiler = Some(CedarSymCompiler::new(solver).map_err(|e| e.to_string())?);
         }
         self.compiler.as_mut().ok_or_else(|| "no solver".to_owned())
@@ -70,12 +72,20 @@ impl Solver {
     /// Is every request `first` allows also allowed by `second`? Else a request that `first`
     /// allows and `second` denies.
     pub async fn implies(&mut self, first: &CompiledPolicySet, second: &CompiledPolicySet) -> Answer {
+        self.ask(async |c: &mut CedarSymCompiler<LocalSolver>| c.check_implies_with_counterexample_opt(first, second).await).await
+    }
+
+    /// Asks one question whose answer is "holds", or a counterexample.
+    pub async fn ask<Q>(&mut self, query: Q) -> Answer
+    where
+        Q: AsyncFnOnce(&mut CedarSymCompiler<LocalSolver>) -> cedar_policy_symcc::err::Result<Option<Env>>,
+    {
         let limit = self.limit;
         let compiler = match self.compiler() {
             Ok(c) => c,
             Err(e) => return Answer::Unknown(e),
         };
-        let answer = tokio::time::timeout(limit + Duration::from_secs(1), compiler.check_implies_with_counterexample_opt(first, second)).await;
+        let answer = tokio::time::timeout(limit + Duration::from_secs(1), query(compiler)).await;
         match answer {
             Ok(Ok(None)) => Answer::Holds,
             Ok(Ok(Some(env))) => Answer::Counterexample(Box::new(env)),

@@ -1,7 +1,7 @@
 //! `agentgate analyze`: prove things about policy sets with Cedar's symbolic compiler.
 
 use super::{EXIT_USAGE, Format};
-use agentgate::analyze::{self, diff, solver};
+use agentgate::analyze::{self, diff, lint, solver};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +23,25 @@ enum AnalyzeCommand {
     /// (solver out of time, templates, a policy that does not compile) or no solver can be run;
     /// else 0.
     Diff(DiffArgs),
+    /// Policies that can err on a well-typed request, that never apply, or permits that never
+    /// allow (every match forbidden); actions no one can perform. Each with a counterexample or
+    /// as proved, per request environment of the schema.
+    ///
+    /// Exit status: 1 when anything is found; else 2 when any question is unknown or no solver
+    /// can be run; else 0.
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Args)]
+struct LintArgs {
+    /// The policy directory (`*.cedar` and `schema.cedarschema`).
+    dir: PathBuf,
+    /// Most time the solver gets for one question, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -43,7 +62,37 @@ struct DiffArgs {
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<u8> {
     match args.what {
         AnalyzeCommand::Diff(args) => diff_command(args),
+        AnalyzeCommand::Lint(args) => lint_command(args),
     }
+}
+
+fn lint_command(args: LintArgs) -> anyhow::Result<u8> {
+    let set = analyze::load_dir(&args.dir).map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
+    let version = match solver::version() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("agentgate: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
+    let report = runtime.block_on(lint::lint(&set, &mut solver, version));
+    print_report(args.format, &report, report.exit_code(), || report.render_text())
+}
+
+fn print_report(format: Format, report: &impl serde::Serialize, exit: u8, text: impl FnOnce() -> String) -> anyhow::Result<u8> {
+    match format {
+        Format::Text => print!("{}", text()),
+        Format::Json => {
+            let mut json = serde_json::to_value(report)?;
+            if let Some(object) = json.as_object_mut() {
+                object.insert("exit".into(), exit.into());
+            }
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(exit)
 }
 
 fn diff_command(args: DiffArgs) -> anyhow::Result<u8> {
@@ -59,15 +108,5 @@ fn diff_command(args: DiffArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
     let report = runtime.block_on(diff::diff(&old, &new, &mut solver, version));
-    match args.format {
-        Format::Text => print!("{}", report.render_text()),
-        Format::Json => {
-            let mut json = serde_json::to_value(&report)?;
-            if let Some(object) = json.as_object_mut() {
-                object.insert("exit".into(), report.exit_code().into());
-            }
-            println!("{}", serde_json::to_string_pretty(&json)?);
-        }
-    }
-    Ok(report.exit_code())
+    print_report(args.format, &report, report.exit_code(), || report.render_text())
 }
