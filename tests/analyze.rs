@@ -228,3 +228,77 @@ fn lint_proves_what_can_err_never_applies_never_allows_and_what_no_one_can_do() 
         assert!(errors.iter().any(|e| e.as_str().unwrap().contains("overflow")), "{f}");
     }
 }
+
+/// Runs `agentgate analyze <what> DIR --format json`: (exit status, report).
+fn analyze_dir(what: &str, dir: &Path) -> (i32, Value) {
+    let out = Command::new(support::agentgate_bin()).args(["analyze", what, "--format", "json"]).arg(dir).output().unwrap();
+    (out.status.code().unwrap(), serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+}
+
+#[test]
+fn no_agent_does_more_than_its_user_in_any_shipped_set_and_a_broader_agent_rule_is_caught() {
+    if !solver_present() {
+        return;
+    }
+    // Every shipped set is proved, in every agent environment, with no exemption.
+    for (set, environments) in [("mail", 2), ("home", 4), ("mcp", 10), ("payments", 2)] {
+        let (code, report) = analyze_dir("delegation", &support::root().join("policies").join(set));
+        assert_eq!(code, 0, "{set}: {report}");
+        let envs = report["environments"].as_array().unwrap();
+        assert_eq!(envs.len(), environments, "{set}: {report}");
+        assert!(envs.iter().all(|e| e["answer"] == "never"), "{set}: {report}");
+        assert_eq!(report["exemptions"], serde_json::json!([]), "{set}");
+    }
+
+    // An agent rule broader than the user's: agents read any mailbox, users only their own.
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "\n@id(\"agents-read-any\")\npermit (principal is Agent, action == Action::\"mail:read\", resource)\nwhen { context.scopes.contains(\"mail.read\") };\n";
+    let broader = mail_set(dir.path(), "broader", |file, t| if file == "mail.cedar" { t + rule } else { t });
+    let (code, report) = analyze_dir("delegation", &broader);
+    assert_eq!(code, 1, "{report}");
+    let read = report["environments"].as_array().unwrap().iter().find(|e| e["action"] == "Action::\"mail:read\"").unwrap();
+    assert_eq!(read["answer"], "amplifies", "{report}");
+    assert_eq!(read["agent_allowed_by"], serde_json::json!(["agents-read-any"]));
+    // Decided again here: the agent's request is allowed; the user's own, direct, is denied.
+    let example = &read["example"];
+    assert!(decide(&broader, example), "{example}");
+    let mut direct = example.clone();
+    direct["request"]["principal"] = Value::String(format!("User::\"{}\"", example["request"]["context"]["user"]["__entity"]["id"].as_str().unwrap()));
+    direct["request"]["context"]["delegation"] = serde_json::json!({"depth": 0, "chain": [], "actors": []});
+    direct["request"]["context"]["agent"] = serde_json::json!({"verified": false, "trust_domain": "", "id": ""});
+    assert!(!decide(&broader, &direct), "{direct}");
+    let send = report["environments"].as_array().unwrap().iter().find(|e| e["action"] == "Action::\"mail:send\"").unwrap();
+    assert_eq!(send["answer"], "never");
+
+    // The same rule with a named exemption is listed, not reported.
+    let exempt = mail_set(dir.path(), "exempt", |file, t| {
+        if file == "mail.cedar" {
+            t + &rule.replace("@id(\"agents-read-any\")", "@id(\"agents-read-any\")\n@delegation_exemption(\"triage of the shared inbox\")")
+        } else {
+            t
+        }
+    });
+    let (code, report) = analyze_dir("delegation", &exempt);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["exemptions"], serde_json::json!([["agents-read-any", "triage of the shared inbox"]]));
+
+    // A use of the chain the rewrite does not cover is unknown, never "never".
+    let uncovered = mail_set(dir.path(), "uncovered", |file, t| {
+        if file == "delegation.cedar" {
+            t + "\n@id(\"chain-equals\")\nforbid (principal, action, resource)\nwhen { context.delegation.chain == [\"x\"] };\n"
+        } else {
+            t
+        }
+    });
+    let (code, report) = analyze_dir("delegation", &uncovered);
+    assert_eq!(code, 2, "{report}");
+    assert!(
+        report["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["answer"] == "unknown"
+                && e["reason"] == "`chain-equals`: a use of `context.delegation.chain` that the user-direct rewrite does not cover"),
+        "{report}"
+    );
+}

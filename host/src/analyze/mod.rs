@@ -5,9 +5,10 @@
 //!
 //! `diff`: does a new policy set permit anything the old one did not (and the reverse), per
 //! request environment of the schema? `lint`: policies that can err, never apply or never allow,
-//! and actions no one can perform. `solver`: the solver process, with a time limit on every
+//! and actions no one can perform. `delegation`: no agent can do more than its user. `solver`: the solver process, with a time limit on every
 //! query; a query that runs out of time is "unknown", never "safe".
 
+pub mod delegation;
 pub mod diff;
 pub mod lint;
 pub mod solver;

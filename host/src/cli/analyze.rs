@@ -1,7 +1,7 @@
 //! `agentgate analyze`: prove things about policy sets with Cedar's symbolic compiler.
 
 use super::{EXIT_USAGE, Format};
-use agentgate::analyze::{self, diff, lint, solver};
+use agentgate::analyze::{self, delegation, diff, lint, solver};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +30,14 @@ enum AnalyzeCommand {
     /// Exit status: 1 when anything is found; else 2 when any question is unknown or no solver
     /// can be run; else 0.
     Lint(LintArgs),
+    /// No agent can do more than its user: in every `Agent` environment, a request allowed to an
+    /// agent acting for `context.user` must be allowed to that user directly (same action,
+    /// resource, entities, scopes, token and input; no actors, depth 0). Permits annotated
+    /// `@delegation_exemption("why")` are exempt and listed.
+    ///
+    /// Exit status: 1 when an agent can do more somewhere; else 2 when anything is unknown or no
+    /// solver can be run; else 0.
+    Delegation(LintArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +71,7 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<u8> {
     match args.what {
         AnalyzeCommand::Diff(args) => diff_command(args),
         AnalyzeCommand::Lint(args) => lint_command(args),
+        AnalyzeCommand::Delegation(args) => delegation_command(args),
     }
 }
 
@@ -78,6 +87,21 @@ fn lint_command(args: LintArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
     let report = runtime.block_on(lint::lint(&set, &mut solver, version));
+    print_report(args.format, &report, report.exit_code(), || report.render_text())
+}
+
+fn delegation_command(args: LintArgs) -> anyhow::Result<u8> {
+    let set = analyze::load_dir(&args.dir).map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
+    let version = match solver::version() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("agentgate: {e}");
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
+    let report = runtime.block_on(delegation::delegation(&set, &mut solver, version));
     print_report(args.format, &report, report.exit_code(), || report.render_text())
 }
 
