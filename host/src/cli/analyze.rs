@@ -76,33 +76,35 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<u8> {
 }
 
 fn lint_command(args: LintArgs) -> anyhow::Result<u8> {
-    let set = analyze::load_dir(&args.dir).map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
-    let version = match solver::version() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("agentgate: {e}");
-            return Ok(EXIT_USAGE);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
+    let set = load(&args.dir)?;
+    let Some((mut solver, version, runtime)) = start_solver(args.timeout_ms)? else { return Ok(EXIT_USAGE) };
     let report = runtime.block_on(lint::lint(&set, &mut solver, version));
     print_report(args.format, &report, report.exit_code(), || report.render_text())
 }
 
 fn delegation_command(args: LintArgs) -> anyhow::Result<u8> {
-    let set = analyze::load_dir(&args.dir).map_err(|e| anyhow::anyhow!("{}: {e}", args.dir.display()))?;
+    let set = load(&args.dir)?;
+    let Some((mut solver, version, runtime)) = start_solver(args.timeout_ms)? else { return Ok(EXIT_USAGE) };
+    let report = runtime.block_on(delegation::delegation(&set, &mut solver, version));
+    print_report(args.format, &report, report.exit_code(), || report.render_text())
+}
+
+fn load(dir: &std::path::Path) -> anyhow::Result<agentgate_engine::authorizer::Authorizer> {
+    analyze::load_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+}
+
+/// The solver with its version line and a runtime to drive it; `None` (the reason printed) when
+/// there is no solver to run.
+fn start_solver(timeout_ms: u64) -> anyhow::Result<Option<(solver::Solver, String, tokio::runtime::Runtime)>> {
     let version = match solver::version() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("agentgate: {e}");
-            return Ok(EXIT_USAGE);
+            return Ok(None);
         }
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
-    let report = runtime.block_on(delegation::delegation(&set, &mut solver, version));
-    print_report(args.format, &report, report.exit_code(), || report.render_text())
+    Ok(Some((solver::Solver::new(Duration::from_millis(timeout_ms.max(1))), version, runtime)))
 }
 
 fn print_report(format: Format, report: &impl serde::Serialize, exit: u8, text: impl FnOnce() -> String) -> anyhow::Result<u8> {
@@ -120,17 +122,8 @@ fn print_report(format: Format, report: &impl serde::Serialize, exit: u8, text: 
 }
 
 fn diff_command(args: DiffArgs) -> anyhow::Result<u8> {
-    let load = |dir: &PathBuf| analyze::load_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()));
     let (old, new) = (load(&args.old)?, load(&args.new)?);
-    let version = match solver::version() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("agentgate: {e}");
-            return Ok(EXIT_USAGE);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut solver = solver::Solver::new(Duration::from_millis(args.timeout_ms.max(1)));
+    let Some((mut solver, version, runtime)) = start_solver(args.timeout_ms)? else { return Ok(EXIT_USAGE) };
     let report = runtime.block_on(diff::diff(&old, &new, &mut solver, version));
     print_report(args.format, &report, report.exit_code(), || report.render_text())
 }
